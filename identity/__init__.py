@@ -1,0 +1,58 @@
+"""The signed identity assertion sent by the gateway to every backend.
+
+The gateway authenticates the user once (JWT) and forwards who the user is as
+plain headers plus an HMAC-SHA256 signature over a canonical string, so no
+backend verifies a JWT again.  This package owns signing and verifying that
+assertion and nothing else; it depends on the standard library only.
+
+Headers (see ``docs/identity.md``)::
+
+    X-User-Id             percent-encoded user id (empty for anonymous)
+    X-User-Scopes         space-separated scopes, as in the token
+    X-Request-Id          the request id
+    X-Identity-Timestamp  Unix seconds when the gateway signed
+    X-Identity-Signature  v1=<hex HMAC-SHA256(secret, canonical string)>
+
+Canonical string (v1)::
+
+    "v1\\n{ts}\\n{METHOD}\\n{path}\\n{user_id}\\n{scopes}\\n{request_id}"
+
+Exceptions::
+
+    IdentityError(reason)       base; ``reason`` is a short machine-readable word
+        missing       a required header is absent
+        malformed     a header does not have the expected shape
+        expired       the timestamp is older than the allowed skew
+        future        the timestamp is ahead by more than the allowed skew
+        bad_signature the signature does not match any secret
+"""
+
+from identity.assertion import (
+    DEFAULT_SKEW_SECONDS,
+    HEADER_REQUEST_ID,
+    HEADER_SCOPES,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    HEADER_USER_ID,
+    IDENTITY_HEADERS,
+    Identity,
+    IdentityError,
+    canonical_string,
+    sign,
+    verify,
+)
+
+__all__ = [
+    "DEFAULT_SKEW_SECONDS",
+    "HEADER_REQUEST_ID",
+    "HEADER_SCOPES",
+    "HEADER_SIGNATURE",
+    "HEADER_TIMESTAMP",
+    "HEADER_USER_ID",
+    "IDENTITY_HEADERS",
+    "Identity",
+    "IdentityError",
+    "canonical_string",
+    "sign",
+    "verify",
+]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ActivationConfig(AppConfig):
+    name = "legacy_django.activation"
+    label = "activation"
