@@ -15,5 +15,7 @@ def order_json(order: Order) -> dict[str, Any]:
 
 def order_list_for_user(user_id: int, page: PageRequest) -> tuple[list[dict[str, Any]], int]:
     queryset = Order.objects.filter(user_id=user_id)
-    rows = queryset.order_by("-created_at", "-id").prefetch_related("lines")[page.offset : page.offset + page.size]
+    rows = queryset.order_by("-created_at", "-id").prefetch_related("lines")[
+        page.offset : page.offset + page.size
+    ]
     return [order_json(order) for order in rows], queryset.count()

@@ -48,16 +48,21 @@ def issue_access_token(user_id: int, scopes: str) -> tuple[str, int]:
         "aud": settings.JWT_AUDIENCE,
         "scope": scopes,
     }
-    token = jwt.encode(claims, keyset.active.private_key, algorithm="RS256", headers={"kid": keyset.active.kid})
+    token = jwt.encode(
+        claims, keyset.active.private_key, algorithm="RS256", headers={"kid": keyset.active.kid}
+    )
     return token, ttl
 
 
 def decode_access_token(token: str) -> dict[str, Any]:
-    """Verify signature (a published key, by ``kid``), expiry, issuer and audience; raise ``jwt.InvalidTokenError``."""
+    """Check signature (a published key, by ``kid``), expiry, issuer, audience.
+
+    Raises ``jwt.InvalidTokenError``.
+    """
     kid = jwt.get_unverified_header(token).get("kid")
     key = get_key_store().current().published.get(kid) if isinstance(kid, str) else None
     if key is None:
-        raise jwt.InvalidKeyError("unknown kid")
+        raise jwt.InvalidTokenError("unknown kid")
     claims: dict[str, Any] = jwt.decode(
         token,
         key.public_key,

@@ -46,7 +46,9 @@ class ValidationFailed(ApiError):
     status = 400
     code = "validation_error"
 
-    def __init__(self, fields: dict[str, list[str]], message: str = "The request has invalid fields.") -> None:
+    def __init__(
+        self, fields: dict[str, list[str]], message: str = "The request has invalid fields."
+    ) -> None:
         super().__init__(message, fields=fields)
 
 

@@ -41,7 +41,9 @@ def error_body(code: str, message: str, request_id: str, fields: dict[str, list[
 
 def error_response(error: ApiError, request_id: str) -> HttpResponse:
     return json_response(
-        error_body(error.code, error.message, request_id, error.fields), status=error.status, headers=error.headers
+        error_body(error.code, error.message, request_id, error.fields),
+        status=error.status,
+        headers=error.headers,
     )
 
 

@@ -65,7 +65,9 @@ class KeySet:
 
 def thumbprint(public_key: rsa.RSAPublicKey) -> str:
     jwk = json.loads(RSAAlgorithm.to_jwk(public_key))
-    canonical = json.dumps({"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}, separators=(",", ":"), sort_keys=True)
+    canonical = json.dumps(
+        {"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}, separators=(",", ":"), sort_keys=True
+    )
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
 
 

@@ -28,7 +28,9 @@ def recommendations_home(user_id: int, limit: int) -> dict[str, Any]:
     candidates.sort(key=lambda row: (-affinity[row[1]], -row[4], row[0]))
     chosen = candidates[:limit]
     reasons = {row[0]: "viewed_category" if affinity[row[1]] else "popular" for row in chosen}
-    items = [{**summary, "reason": reasons[summary["id"]]} for summary in item_summaries(r[0] for r in chosen)]
+    items = [
+        {**summary, "reason": reasons[summary["id"]]} for summary in item_summaries(r[0] for r in chosen)
+    ]
     return {"items": items, "limit": limit}
 
 
@@ -36,7 +38,9 @@ def recommendations_similar(item_id: int, viewer_id: int | None, limit: int) -> 
     item = item_get(item_id)
     seen = viewed_item_ids(viewer_id) if viewer_id is not None else set()
     candidates = [
-        row for row in in_stock_candidates(category_id=item.category_id) if row[0] != item_id and row[0] not in seen
+        row
+        for row in in_stock_candidates(category_id=item.category_id)
+        if row[0] != item_id and row[0] not in seen
     ]
     candidates.sort(key=lambda row: (row[2] != item.brand_id, -row[4], abs(row[3] - item.price), row[0]))
     return {"item_id": item_id, "items": item_summaries(row[0] for row in candidates[:limit]), "limit": limit}
@@ -46,4 +50,7 @@ def recommendations_recent(user_id: int, limit: int) -> dict[str, Any]:
     views = recently_viewed(user_id, limit)
     viewed_at = {item_id: timestamp(at) for item_id, at in views}
     summaries = item_summaries(item_id for item_id, _ in views)
-    return {"items": [{**summary, "viewed_at": viewed_at[summary["id"]]} for summary in summaries], "limit": limit}
+    return {
+        "items": [{**summary, "viewed_at": viewed_at[summary["id"]]} for summary in summaries],
+        "limit": limit,
+    }

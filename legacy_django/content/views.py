@@ -7,7 +7,9 @@ from legacy_django.content import selectors
 
 
 def _limit(request: HttpRequest) -> int:
-    return parse_int(request.GET, "limit", default=selectors.DEFAULT_LIMIT, minimum=1, maximum=selectors.MAX_LIMIT)
+    return parse_int(
+        request.GET, "limit", default=selectors.DEFAULT_LIMIT, minimum=1, maximum=selectors.MAX_LIMIT
+    )
 
 
 def home(request: HttpRequest) -> HttpResponse:

@@ -36,7 +36,9 @@ class Item(models.Model):
     class Meta:
         db_table = "items_item"
         constraints = [
-            models.CheckConstraint(condition=models.Q(discount_rate__lte=90), name="item_discount_rate_max_90"),
+            models.CheckConstraint(
+                condition=models.Q(discount_rate__lte=90), name="item_discount_rate_max_90"
+            ),
         ]
 
 

@@ -16,7 +16,10 @@ from legacy_django.items.models import Item, ItemOption
 
 def _with_stock(queryset: QuerySet[Item]) -> QuerySet[Item]:
     option_stock = (
-        ItemOption.objects.filter(item=OuterRef("pk")).values("item").annotate(total=Sum("stock")).values("total")
+        ItemOption.objects.filter(item=OuterRef("pk"))
+        .values("item")
+        .annotate(total=Sum("stock"))
+        .values("total")
     )
     return queryset.select_related("brand", "category").annotate(stock=Coalesce(Subquery(option_stock), 0))
 
@@ -73,7 +76,8 @@ def item_detail(item_id: int) -> dict[str, Any]:
     if item is None:
         raise NotFound(f"Item {item_id} does not exist.")
     options = [
-        {"id": option.pk, "name": option.name, "stock": option.stock} for option in item.options.order_by("id")
+        {"id": option.pk, "name": option.name, "stock": option.stock}
+        for option in item.options.order_by("id")
     ]
     return {**item_summary(item), "stock": item.stock, "options": options}  # type: ignore[attr-defined]
 

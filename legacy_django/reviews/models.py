@@ -24,7 +24,9 @@ class Review(models.Model):
         db_table = "reviews_review"
         constraints = [
             models.UniqueConstraint(fields=["user", "item"], name="review_one_per_user_per_item"),
-            models.CheckConstraint(condition=models.Q(rating__gte=1, rating__lte=5), name="review_rating_1_to_5"),
+            models.CheckConstraint(
+                condition=models.Q(rating__gte=1, rating__lte=5), name="review_rating_1_to_5"
+            ),
             models.CheckConstraint(
                 condition=models.Q(body__length__lte=BODY_MAX_LENGTH), name="review_body_max_2000"
             ),

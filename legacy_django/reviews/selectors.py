@@ -39,7 +39,9 @@ def helpful_review_ids(viewer_id: int | None, review_ids: Iterable[int]) -> set[
     ids = list(review_ids)
     if not ids:
         return set()
-    return set(HelpfulVote.objects.filter(user_id=viewer_id, review_id__in=ids).values_list("review_id", flat=True))
+    return set(
+        HelpfulVote.objects.filter(user_id=viewer_id, review_id__in=ids).values_list("review_id", flat=True)
+    )
 
 
 def _page_json(reviews: list[Review], viewer_id: int | None) -> list[dict[str, Any]]:
@@ -80,7 +82,10 @@ def review_detail(review_id: int, viewer_id: int | None) -> dict[str, Any]:
 def review_summary(item_id: int) -> dict[str, Any]:
     item_get(item_id)
     counts = dict(
-        Review.objects.filter(item_id=item_id).values_list("rating").annotate(n=Count("id")).order_by("rating")
+        Review.objects.filter(item_id=item_id)
+        .values_list("rating")
+        .annotate(n=Count("id"))
+        .order_by("rating")
     )
     count = sum(counts.values())
     total = sum(rating * n for rating, n in counts.items())

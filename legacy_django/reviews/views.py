@@ -22,7 +22,9 @@ def summary(request: HttpRequest, item_id: str) -> HttpResponse:
 
 
 def detail(request: HttpRequest, review_id: str) -> HttpResponse:
-    return json_response(selectors.review_detail(parse_id(review_id, "review_id"), principal_of(request).user_id))
+    return json_response(
+        selectors.review_detail(parse_id(review_id, "review_id"), principal_of(request).user_id)
+    )
 
 
 def create(request: HttpRequest) -> HttpResponse:
@@ -35,7 +37,9 @@ def create(request: HttpRequest) -> HttpResponse:
 def helpful(request: HttpRequest, review_id: str) -> HttpResponse:
     user = user_get_active(require_user(request))
     review = services.review_vote_helpful(user.pk, parse_id(review_id, "review_id"))
-    return json_response({"review_id": review.pk, "helpful_count": review.helpful_count, "helpful_by_me": True})
+    return json_response(
+        {"review_id": review.pk, "helpful_count": review.helpful_count, "helpful_by_me": True}
+    )
 
 
 def delete(request: HttpRequest, review_id: str) -> HttpResponse:

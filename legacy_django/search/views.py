@@ -14,4 +14,6 @@ def search_items(request: HttpRequest) -> HttpResponse:
         raise ValidationFailed({"q": [f"must be 1 to {MAX_QUERY_LENGTH} characters"]})
     page = parse_page_request(request.GET)
     items, total = item_search(query, page)
-    return json_response({"items": items, "pagination": pagination("/api/v1/search/items", page, total, {"q": query})})
+    return json_response(
+        {"items": items, "pagination": pagination("/api/v1/search/items", page, total, {"q": query})}
+    )

@@ -38,9 +38,17 @@ def test_round_trip_returns_identity():
 def test_signature_is_hmac_sha256_of_the_v1_canonical_string():
     headers = _signed()
     message = "v1\n1790000000\nGET\n/api/v1/reviews/me\n42\nuser\nreq-1"
-    assert canonical_string(
-        timestamp=NOW, method="GET", path="/api/v1/reviews/me", user_id="42", scopes="user", request_id="req-1"
-    ) == message
+    assert (
+        canonical_string(
+            timestamp=NOW,
+            method="GET",
+            path="/api/v1/reviews/me",
+            user_id="42",
+            scopes="user",
+            request_id="req-1",
+        )
+        == message
+    )
     expected = hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
     assert headers[HEADER_SIGNATURE] == f"v1={expected}"
 
@@ -150,7 +158,13 @@ def test_non_ascii_user_id_signature_covers_utf8_bytes():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"user_id": "a\nb"}, {"scopes": "user\nadmin"}, {"request_id": ""}, {"method": "get"}, {"path": "/x?y=1"}],
+    [
+        {"user_id": "a\nb"},
+        {"scopes": "user\nadmin"},
+        {"request_id": ""},
+        {"method": "get"},
+        {"path": "/x?y=1"},
+    ],
 )
 def test_sign_refuses_fields_that_could_forge_the_canonical_string(overrides):
     with pytest.raises(IdentityError) as excinfo:

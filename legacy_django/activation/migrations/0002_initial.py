@@ -6,22 +6,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('activation', '0001_initial'),
+        ("activation", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='viewhistory',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='views', to=settings.AUTH_USER_MODEL),
+            model_name="viewhistory",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="views", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddIndex(
-            model_name='viewhistory',
-            index=models.Index(fields=['user', '-viewed_at'], name='view_user_recent_idx'),
+            model_name="viewhistory",
+            index=models.Index(fields=["user", "-viewed_at"], name="view_user_recent_idx"),
         ),
     ]

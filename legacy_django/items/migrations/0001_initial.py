@@ -5,65 +5,100 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Brand',
+            name="Brand",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
             ],
             options={
-                'db_table': 'items_brand',
+                "db_table": "items_brand",
             },
         ),
         migrations.CreateModel(
-            name='Category',
+            name="Category",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(unique=True)),
-                ('name', models.CharField(max_length=100)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(unique=True)),
+                ("name", models.CharField(max_length=100)),
             ],
             options={
-                'db_table': 'items_category',
+                "db_table": "items_category",
             },
         ),
         migrations.CreateModel(
-            name='Item',
+            name="Item",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('price', models.PositiveIntegerField()),
-                ('discount_rate', models.PositiveSmallIntegerField(default=0)),
-                ('review_count', models.PositiveIntegerField(default=0)),
-                ('rating_total', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField()),
-                ('brand', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='items', to='items.brand')),
-                ('category', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='items', to='items.category')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("price", models.PositiveIntegerField()),
+                ("discount_rate", models.PositiveSmallIntegerField(default=0)),
+                ("review_count", models.PositiveIntegerField(default=0)),
+                ("rating_total", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "brand",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="items", to="items.brand"
+                    ),
+                ),
+                (
+                    "category",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="items", to="items.category"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'items_item',
+                "db_table": "items_item",
             },
         ),
         migrations.CreateModel(
-            name='ItemOption',
+            name="ItemOption",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('stock', models.PositiveIntegerField(default=0)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='options', to='items.item')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("stock", models.PositiveIntegerField(default=0)),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="options", to="items.item"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'items_itemoption',
+                "db_table": "items_itemoption",
             },
         ),
         migrations.AddConstraint(
-            model_name='item',
-            constraint=models.CheckConstraint(condition=models.Q(('discount_rate__lte', 90)), name='item_discount_rate_max_90'),
+            model_name="item",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("discount_rate__lte", 90)), name="item_discount_rate_max_90"
+            ),
         ),
     ]

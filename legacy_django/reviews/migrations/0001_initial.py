@@ -4,34 +4,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='HelpfulVote',
+            name="HelpfulVote",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'reviews_helpfulvote',
+                "db_table": "reviews_helpfulvote",
             },
         ),
         migrations.CreateModel(
-            name='Review',
+            name="Review",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('rating', models.PositiveSmallIntegerField()),
-                ('body', models.TextField()),
-                ('helpful_count', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("rating", models.PositiveSmallIntegerField()),
+                ("body", models.TextField()),
+                ("helpful_count", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'reviews_review',
+                "db_table": "reviews_review",
             },
         ),
     ]

@@ -6,62 +6,77 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('items', '0001_initial'),
-        ('reviews', '0001_initial'),
+        ("items", "0001_initial"),
+        ("reviews", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='helpfulvote',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="helpfulvote",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='item',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to='items.item'),
+            model_name="review",
+            name="item",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="reviews", to="items.item"
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to=settings.AUTH_USER_MODEL),
+            model_name="review",
+            name="user",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="reviews",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='helpfulvote',
-            name='review',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='helpful_votes', to='reviews.review'),
+            model_name="helpfulvote",
+            name="review",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="helpful_votes", to="reviews.review"
+            ),
         ),
         migrations.AddIndex(
-            model_name='review',
-            index=models.Index(fields=['item', '-created_at', '-id'], name='review_item_recent_idx'),
+            model_name="review",
+            index=models.Index(fields=["item", "-created_at", "-id"], name="review_item_recent_idx"),
         ),
         migrations.AddIndex(
-            model_name='review',
-            index=models.Index(fields=['item', '-rating', '-created_at', '-id'], name='review_item_rating_idx'),
+            model_name="review",
+            index=models.Index(
+                fields=["item", "-rating", "-created_at", "-id"], name="review_item_rating_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='review',
-            index=models.Index(fields=['user', '-created_at', '-id'], name='review_user_recent_idx'),
+            model_name="review",
+            index=models.Index(fields=["user", "-created_at", "-id"], name="review_user_recent_idx"),
         ),
         migrations.AddConstraint(
-            model_name='review',
-            constraint=models.UniqueConstraint(fields=('user', 'item'), name='review_one_per_user_per_item'),
+            model_name="review",
+            constraint=models.UniqueConstraint(fields=("user", "item"), name="review_one_per_user_per_item"),
         ),
         migrations.AddConstraint(
-            model_name='review',
-            constraint=models.CheckConstraint(condition=models.Q(('rating__gte', 1), ('rating__lte', 5)), name='review_rating_1_to_5'),
+            model_name="review",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("rating__gte", 1), ("rating__lte", 5)), name="review_rating_1_to_5"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='review',
-            constraint=models.CheckConstraint(condition=models.Q(('body__length__lte', 2000)), name='review_body_max_2000'),
+            model_name="review",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("body__length__lte", 2000)), name="review_body_max_2000"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='helpfulvote',
-            constraint=models.UniqueConstraint(fields=('review', 'user'), name='helpful_vote_once'),
+            model_name="helpfulvote",
+            constraint=models.UniqueConstraint(fields=("review", "user"), name="helpful_vote_once"),
         ),
     ]

@@ -20,7 +20,6 @@ from legacy_django.reviews.models import HelpfulVote, Review
 from legacy_django.seed import data
 from legacy_django.users.models import User
 
-MODELS = [User, Category, Brand, Item, ItemOption, Review, HelpfulVote, ViewHistory, Order, OrderLine]
 BATCH = 2000
 
 
@@ -175,7 +174,11 @@ def _orders(
     return orders, lines
 
 
-def seed(scale: data.Scale) -> dict[str, int]:
+Rows = list[tuple[type, list[Any]]]
+
+
+def build(scale: data.Scale) -> Rows:
+    """Every seeded row, in insert order; pure and deterministic."""
     rng = random.Random(data.SEED)
     # One hash for every seeded user: hashing 2000 passwords would take minutes and prove nothing.
     password_hash = make_password(data.DEMO_PASSWORD, salt="seeddemosaltv1")
@@ -191,8 +194,7 @@ def seed(scale: data.Scale) -> dict[str, int]:
         rating_total[review.item_id] += review.rating
     for item in items:
         item.review_count, item.rating_total = review_count[item.pk], rating_total[item.pk]
-
-    rows: list[tuple[type, list[Any]]] = [
+    return [
         (User, users),
         (Category, categories),
         (Brand, brands),
@@ -204,11 +206,15 @@ def seed(scale: data.Scale) -> dict[str, int]:
         (Order, orders),
         (OrderLine, lines),
     ]
+
+
+def seed(scale: data.Scale) -> dict[str, int]:
+    rows = build(scale)
     with transaction.atomic():
         for model, objects in rows:
             model.objects.bulk_create(objects, batch_size=BATCH)
         # Ids were given explicitly; move PostgreSQL's sequences past them (a no-op on SQLite).
         with connection.cursor() as cursor:
-            for statement in connection.ops.sequence_reset_sql(no_style(), MODELS):
+            for statement in connection.ops.sequence_reset_sql(no_style(), [model for model, _ in rows]):
                 cursor.execute(statement)
     return {model.__name__: len(objects) for model, objects in rows}
