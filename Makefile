@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # PostgreSQL used by the second pass of the monolith's tests (pytest-django creates test_<name>).
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/legacy
-TYPED := identity
+
 
 .PHONY: install run test test-sqlite test-postgres lint format lock clean
 
@@ -29,8 +29,8 @@ test-sqlite: install
 # Under CI=true PostgreSQL is required: an unreachable server fails the run.
 test-postgres: install
 	@if [ "$$CI" = "true" ] || $(BIN)/python scripts/port_open.py 127.0.0.1 5432; then \
-		echo "== legacy tests on PostgreSQL ($(PG_TEST_URL))"; \
-		DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest tests/legacy; \
+		echo "== legacy and contract tests on PostgreSQL ($(PG_TEST_URL))"; \
+		DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest tests/legacy tests/contract; \
 	else \
 		echo "== PostgreSQL not reachable on 127.0.0.1:5432: skipping the PostgreSQL pass (never skipped under CI=true)"; \
 	fi

@@ -1,7 +1,8 @@
 """``make run``: prepare the embedded defaults and start every server of the stack; Ctrl-C stops all.
 
-Today the stack is the legacy monolith (gunicorn, LEGACY_URL, default :8001);
-the services and the gateway join this list as they land.  Settings come from
+Today the stack is the legacy monolith (gunicorn, LEGACY_URL, default :8001) and
+the reviews and recommendations services (uvicorn, REVIEWS_URL :8002,
+RECOMMENDATIONS_URL :8003), all on one database; the gateway joins as it lands.  Settings come from
 the environment (see docs/configuration in the README), so the same command
 can start the stack on other ports or against PostgreSQL (DATABASE_URL).
 """
@@ -55,7 +56,16 @@ def servers(env: dict[str, str]) -> list[Server]:
             "--access-logfile=-",
         ],
     )
-    return [legacy]
+    services = [
+        Server(
+            name=name,
+            url=env.get(f"{name.upper()}_URL", f"http://127.0.0.1:{port}"),
+            health_path="/health",
+            command=[PYTHON, "-m", f"services.{name}"],
+        )
+        for name, port in (("reviews", 8002), ("recommendations", 8003))
+    ]
+    return [legacy, *services]
 
 
 def prepare(env: dict[str, str]) -> None:

@@ -4,74 +4,26 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 import identity
+from tests.support.servers import legacy_env, legacy_server, manage
 
 SECRET = "integration-identity-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     var = tmp_path_factory.mktemp("var")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "legacy_django.config.django.test",
-        "VAR_DIR": str(var),
-        "DATABASE_URL": f"sqlite:///{var / 'legacy.sqlite3'}",
-        "IDENTITY_SECRET": SECRET,
-    }
-    manage = [sys.executable, "-m", "legacy_django"]
+    env = legacy_env(var, f"sqlite:///{var / 'legacy.sqlite3'}", SECRET)
     for args in (["migrate", "-v0"], ["signing_keys", "ensure"], ["seed", "--scale", "small"]):
-        subprocess.run(manage + args, env=env, check=True, capture_output=True)
-    port = _free_port()
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    log = (var / "gunicorn.log").open("wb")
-    server = subprocess.Popen(
-        [
-            str(gunicorn),
-            "legacy_django.config.wsgi:application",
-            f"--bind=127.0.0.1:{port}",
-            "--worker-class=gthread",
-            "--workers=1",
-            "--threads=2",
-            "--no-control-socket",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                log.close()
-                pytest.fail(
-                    f"gunicorn did not start: {server.stderr.read().decode() if server.stderr else ''}"
-                )
-            time.sleep(0.1)
-    yield "127.0.0.1", port
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
+        manage(env, *args)
+    with legacy_server(env, var / "gunicorn.log") as url:
+        parts = urlsplit(url)
+        yield parts.hostname or "127.0.0.1", parts.port or 80
 
 
 def _request(server, method, path, body=None, headers=None):
@@ -93,9 +45,8 @@ def _token(server, username="demo1"):
 
 
 def test_reviews_for_a_seeded_item_with_a_demo_token(legacy):
-    response, data = _request(
-        legacy, "GET", "/api/v1/reviews/items/1?size=3", headers={"Authorization": f"Bearer {_token(legacy)}"}
-    )
+    headers = {"Authorization": f"Bearer {_token(legacy)}"}
+    response, data = _request(legacy, "GET", "/api/v1/reviews/items/1?size=3", headers=headers)
     assert response.status == 200
     assert response.getheader("Content-Length") == str(len(data)), "explicit length, no chunking"
     body = json.loads(data)

@@ -1,0 +1,96 @@
+"""API errors of the services: the same codes, statuses and messages as the monolith (docs/api.md).
+
+Hierarchy::
+
+    ApiError(message, fields=None, headers=None)
+        BadRequest             400 bad_request
+        ValidationFailed       400 validation_error  (with ``fields``)
+        Unauthenticated        401 unauthenticated   (WWW-Authenticate: Bearer)
+        Forbidden              403 forbidden
+        NotFound               404 not_found
+        MethodNotAllowed       405 method_not_allowed (Allow: ...)
+        Conflict               409 conflict
+        PayloadTooLarge        413 payload_too_large
+        UnsupportedMediaType   415 unsupported_media_type
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+AUTHENTICATION_REQUIRED = "Authentication required."
+INVALID_CREDENTIALS = "Invalid or expired credentials."
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "bad_request"
+
+
+class ValidationFailed(ApiError):
+    status = 400
+    code = "validation_error"
+
+    def __init__(
+        self, fields: dict[str, list[str]], message: str = "The request has invalid fields."
+    ) -> None:
+        super().__init__(message, fields=fields)
+
+
+class Unauthenticated(ApiError):
+    status = 401
+    code = "unauthenticated"
+
+    def __init__(self, message: str = AUTHENTICATION_REQUIRED) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: Iterable[str]) -> None:
+        allow = ", ".join(sorted(allowed))
+        super().__init__(f"Method {method} is not allowed here; use {allow}.", headers={"Allow": allow})
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"

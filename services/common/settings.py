@@ -1,0 +1,60 @@
+"""Service settings, read once from the environment into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV_IDENTITY_SECRET = "dev-only-identity-secret"  # noqa: S105 - refused in production below
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed (an operator error at start-up)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceSettings:
+    name: str
+    host: str
+    port: int
+    workers: int
+    database_url: str
+    identity_secret: str
+    max_body_bytes: int
+    log_level: str
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def load_settings(name: str, env: Mapping[str, str] = os.environ) -> ServiceSettings:
+    """``name`` is ``reviews`` or ``recommendations``: it picks ``REVIEWS_URL`` etc. and the default port."""
+    default_port = {"reviews": 8002, "recommendations": 8003}[name]
+    prefix = name.upper()
+    url = urlsplit(env.get(f"{prefix}_URL", f"http://127.0.0.1:{default_port}"))
+    var_dir = Path(env.get("VAR_DIR", str(ROOT / "var")))
+    secret = env.get("IDENTITY_SECRET", DEV_IDENTITY_SECRET)
+    if env.get("GATEWAY_ENV") == "production" and secret == DEV_IDENTITY_SECRET:
+        raise SettingsError("IDENTITY_SECRET must be set when GATEWAY_ENV=production")
+    return ServiceSettings(
+        name=name,
+        host=url.hostname or "127.0.0.1",
+        port=url.port or default_port,
+        workers=_int(env, f"{prefix}_WORKERS", 1),
+        database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir / 'legacy.sqlite3'}"),
+        identity_secret=secret,
+        max_body_bytes=_int(env, "SERVICE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        log_level=env.get("LOG_LEVEL", "info").lower(),
+    )

@@ -1,0 +1,219 @@
+"""Reads and writes of reviews over the shared tables; same rules and orders as the monolith."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.db import Database
+from services.common.errors import INVALID_CREDENTIALS, Conflict, Forbidden, NotFound, Unauthenticated
+from services.common.params import PageRequest
+from services.common.render import average, timestamp
+from services.common.tables import helpful_votes, items, reviews, users
+
+SORTS = ("recent", "rating")
+_ORDERING = {
+    "recent": (reviews.c.created_at.desc(), reviews.c.id.desc()),
+    "rating": (reviews.c.rating.desc(), reviews.c.created_at.desc(), reviews.c.id.desc()),
+}
+_REVIEW_COLUMNS = (
+    reviews.c.id,
+    reviews.c.item_id,
+    reviews.c.user_id,
+    users.c.display_name,
+    reviews.c.rating,
+    reviews.c.body,
+    reviews.c.helpful_count,
+    reviews.c.created_at,
+)
+_REVIEW_FROM = reviews.join(users, users.c.id == reviews.c.user_id)
+
+
+def _select_reviews(viewer_id: int | None) -> Select[Any]:
+    """Review rows with the author's name and, for a signed-in viewer, a ``helpful_by_me`` column."""
+    columns: list[Any] = list(_REVIEW_COLUMNS)
+    if viewer_id is not None:
+        voted = exists().where(
+            helpful_votes.c.review_id == reviews.c.id, helpful_votes.c.user_id == viewer_id
+        )
+        columns.append(voted.label("helpful_by_me"))
+    return select(*columns).select_from(_REVIEW_FROM)
+
+
+def review_json(row: Row[Any], signed_in: bool) -> dict[str, Any]:
+    """``helpful_by_me`` only for a signed-in viewer (the row then has that column)."""
+    data: dict[str, Any] = {
+        "id": row.id,
+        "item_id": row.item_id,
+        "author": {"id": row.user_id, "display_name": row.display_name},
+        "rating": row.rating,
+        "body": row.body,
+        "helpful_count": row.helpful_count,
+        "created_at": timestamp(row.created_at),
+    }
+    if signed_in:
+        data["helpful_by_me"] = bool(row.helpful_by_me)
+    return data
+
+
+async def _page(
+    conn: AsyncConnection, where: Any, page: PageRequest, sort: str, viewer_id: int | None
+) -> list[dict[str, Any]]:
+    query = (
+        _select_reviews(viewer_id)
+        .where(where)
+        .order_by(*_ORDERING[sort])
+        .limit(page.size)
+        .offset(page.offset)
+    )
+    return [review_json(row, viewer_id is not None) for row in await conn.execute(query)]
+
+
+def _count(where: Any) -> Any:
+    return select(func.count()).select_from(reviews).where(where).scalar_subquery()
+
+
+def _item_exists(item_id: int) -> Any:
+    return exists().where(items.c.id == item_id)
+
+
+async def review_list_for_item(
+    db: Database, item_id: int, page: PageRequest, sort: str, viewer_id: int | None
+) -> tuple[list[dict[str, Any]], int]:
+    where = reviews.c.item_id == item_id
+    async with db.read() as conn:
+        found, total = (await conn.execute(select(_item_exists(item_id), _count(where)))).one()
+        if not found:
+            raise NotFound(f"Item {item_id} does not exist.")
+        return await _page(conn, where, page, sort, viewer_id), total
+
+
+async def review_list_for_user(
+    db: Database, user_id: int, page: PageRequest
+) -> tuple[list[dict[str, Any]], int]:
+    where = reviews.c.user_id == user_id
+    async with db.read() as conn:
+        total = (await conn.execute(select(_count(where)))).scalar_one()
+        return await _page(conn, where, page, "recent", user_id), total
+
+
+async def _review_row(conn: AsyncConnection, review_id: int, viewer_id: int | None = None) -> Row[Any]:
+    row = (await conn.execute(_select_reviews(viewer_id).where(reviews.c.id == review_id))).first()
+    if row is None:
+        raise NotFound(f"Review {review_id} does not exist.")
+    return row
+
+
+async def review_detail(db: Database, review_id: int, viewer_id: int | None) -> dict[str, Any]:
+    async with db.read() as conn:
+        return review_json(await _review_row(conn, review_id, viewer_id), viewer_id is not None)
+
+
+async def review_summary(db: Database, item_id: int) -> dict[str, Any]:
+    async with db.read() as conn:
+        if not (await conn.execute(select(_item_exists(item_id)))).scalar():
+            raise NotFound(f"Item {item_id} does not exist.")
+        query = (
+            select(reviews.c.rating, func.count())
+            .where(reviews.c.item_id == item_id)
+            .group_by(reviews.c.rating)
+        )
+        counts = {rating: n for rating, n in await conn.execute(query)}
+    count = sum(counts.values())
+    total = sum(rating * n for rating, n in counts.items())
+    return {
+        "item_id": item_id,
+        "review_count": count,
+        "rating_average": average(total, count),
+        "distribution": {str(rating): counts.get(rating, 0) for rating in range(1, 6)},
+    }
+
+
+async def require_active_user(db: Database, user_id: int) -> None:
+    """Writes need a user that exists and is active, as in the monolith (else 401)."""
+    async with db.read() as conn:
+        query = select(users.c.id).where(users.c.id == user_id, users.c.is_active.is_(True))
+        if (await conn.execute(query)).first() is None:
+            raise Unauthenticated(INVALID_CREDENTIALS)
+
+
+async def item_exists(db: Database, item_id: int) -> bool:
+    async with db.read() as conn:
+        return bool((await conn.execute(select(_item_exists(item_id)))).scalar())
+
+
+def _duplicate(item_id: int) -> Conflict:
+    return Conflict(f"You have already reviewed item {item_id}.")
+
+
+async def review_create(db: Database, user_id: int, item_id: int, rating: int, body: str) -> dict[str, Any]:
+    try:
+        async with db.write() as conn:
+            duplicate = select(exists().where(reviews.c.user_id == user_id, reviews.c.item_id == item_id))
+            if (await conn.execute(duplicate)).scalar():
+                raise _duplicate(item_id)
+            inserted = await conn.execute(
+                reviews.insert()
+                .values(
+                    user_id=user_id,
+                    item_id=item_id,
+                    rating=rating,
+                    body=body,
+                    helpful_count=0,
+                    created_at=db.now(),
+                )
+                .returning(reviews.c.id)
+            )
+            review_id = inserted.scalar_one()
+            await conn.execute(
+                update(items)
+                .where(items.c.id == item_id)
+                .values(review_count=items.c.review_count + 1, rating_total=items.c.rating_total + rating)
+            )
+    except IntegrityError:
+        raise _duplicate(item_id) from None
+    async with db.read() as conn:
+        return review_json(await _review_row(conn, review_id, user_id), signed_in=True)
+
+
+async def review_vote_helpful(db: Database, user_id: int, review_id: int) -> dict[str, Any]:
+    async with db.read() as conn:
+        review = await _review_row(conn, review_id)
+    if review.user_id == user_id:
+        raise Forbidden("You cannot vote for your own review.")
+    async with db.write() as conn:
+        vote = db.insert_ignoring_conflicts(helpful_votes).values(
+            review_id=review_id, user_id=user_id, created_at=db.now()
+        )
+        if (await conn.execute(vote)).rowcount == 1:
+            await conn.execute(
+                update(reviews)
+                .where(reviews.c.id == review_id)
+                .values(helpful_count=reviews.c.helpful_count + 1)
+            )
+    async with db.read() as conn:
+        review = await _review_row(conn, review_id)
+    return {"review_id": review.id, "helpful_count": review.helpful_count, "helpful_by_me": True}
+
+
+async def review_delete(db: Database, user_id: int, review_id: int) -> None:
+    async with db.read() as conn:
+        review = await _review_row(conn, review_id)
+    if review.user_id != user_id:
+        raise Forbidden("You can only delete your own reviews.")
+    async with db.write() as conn:
+        # Votes first: their foreign key points at the review (the monolith's ORM cascades the same way).
+        await conn.execute(helpful_votes.delete().where(helpful_votes.c.review_id == review_id))
+        deleted = await conn.execute(reviews.delete().where(reviews.c.id == review_id))
+        if deleted.rowcount:
+            await conn.execute(
+                update(items)
+                .where(items.c.id == review.item_id)
+                .values(
+                    review_count=items.c.review_count - 1, rating_total=items.c.rating_total - review.rating
+                )
+            )

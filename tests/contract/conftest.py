@@ -1,0 +1,112 @@
+"""Both backends side by side, each on its own identical copy of the seeded database.
+
+* control: the monolith under gunicorn on copy "control";
+* candidate: the reviews and recommendations services in-process (Starlette TestClient,
+  lifespan included) on copy "candidate", plus a second monolith on that copy that only
+  runs the corpus's setup steps (legacy-only endpoints such as recording a view).
+
+SQLite by default; when DATABASE_URL names PostgreSQL the copies are databases on that
+server (``make test`` does both; under CI=true PostgreSQL must be there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+import identity
+from parity.corpus import Case, Request
+from parity.diff import Observation
+from services.common.settings import load_settings
+from services.recommendations.app import create_app as create_recommendations
+from services.reviews.app import create_app as create_reviews
+from tests.support.servers import is_postgres, legacy_env, legacy_server, seeded_copies
+
+SECRET = "contract-identity-secret"
+# Seeded ids: demo1..demo5 are users 1..5 (legacy_django/seed/data.py).
+PERSONA_USER_IDS = {f"demo{n}": str(n) for n in range(1, 6)}
+
+
+def sign(request: Request, request_id: str) -> dict[str, str]:
+    """The headers the gateway would add for this persona (``forged``: demo1 with a broken signature)."""
+    user = PERSONA_USER_IDS.get(request.persona, "1" if request.persona == "forged" else "")
+    headers = identity.sign(
+        SECRET,
+        method=request.method,
+        path=request.path,
+        user_id=user,
+        scopes="user" if user else "",
+        request_id=request_id,
+    )
+    if request.persona == "forged":
+        headers[identity.HEADER_SIGNATURE] = "v1=" + "0" * 64
+    if request.content_type is not None:
+        headers["content-type"] = request.content_type
+    return headers
+
+
+@dataclasses.dataclass
+class Backends:
+    control: httpx.Client
+    candidate_setup: httpx.Client
+    services: dict[str, TestClient]
+    fresh_after: datetime
+
+    def _send(self, client: httpx.Client | TestClient, request: Request, request_id: str) -> Observation:
+        response = client.request(
+            request.method, request.target, content=request.body, headers=sign(request, request_id)
+        )
+        return Observation.of(response.status_code, response.headers, response.content)
+
+    def setup(self, case: Case) -> None:
+        for index, step in enumerate(case.setup):
+            for client in (self.control, self.candidate_setup):
+                observed = self._send(client, step, f"setup-{index}")
+                assert observed.status < 300, f"setup step {index} of {case.id} failed: {observed}"
+
+    def control_answer(self, case: Case, request_id: str) -> Observation:
+        return self._send(self.control, case.request, request_id)
+
+    def candidate_answer(self, case: Case, request_id: str) -> Observation:
+        service = self.services[case.route.split(".", 1)[0]]
+        return self._send(service, case.request, request_id)
+
+
+@pytest.fixture(scope="session")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+    work = tmp_path_factory.mktemp("contract")
+    database_url = os.environ.get("DATABASE_URL", "")
+    postgres = database_url if is_postgres(database_url) else None
+    # Timestamps written from here on are "fresh" (docs/parity.md).
+    fresh_after = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    with seeded_copies(work, ("control", "candidate"), postgres, SECRET) as urls:
+        control_env = legacy_env(work, urls["control"], SECRET)
+        candidate_env = legacy_env(work, urls["candidate"], SECRET)
+        with (
+            legacy_server(control_env, work / "control.log") as control_url,
+            legacy_server(candidate_env, work / "candidate-setup.log") as setup_url,
+            httpx.Client(base_url=control_url, timeout=30) as control,
+            httpx.Client(base_url=setup_url, timeout=30) as candidate_setup,
+        ):
+            settings = {
+                name: dataclasses.replace(
+                    load_settings(name, {}), database_url=urls["candidate"], identity_secret=SECRET
+                )
+                for name in ("reviews", "recommendations")
+            }
+            with (
+                TestClient(create_reviews(settings["reviews"])) as reviews,
+                TestClient(create_recommendations(settings["recommendations"])) as recommendations,
+            ):
+                yield Backends(
+                    control=control,
+                    candidate_setup=candidate_setup,
+                    services={"reviews": reviews, "recommendations": recommendations},
+                    fresh_after=fresh_after,
+                )
