@@ -170,3 +170,21 @@ def test_sign_refuses_fields_that_could_forge_the_canonical_string(overrides):
     with pytest.raises(IdentityError) as excinfo:
         _signed(**overrides)
     assert excinfo.value.reason == "malformed"
+
+
+def test_command_line_prints_verifiable_headers(capsys, monkeypatch):
+    from identity.__main__ import main
+
+    monkeypatch.setenv("IDENTITY_SECRET", SECRET)
+    assert main(["get", "/api/v1/reviews/me", "--user", "7", "--request-id", "cli-1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    headers = dict(line.split(": ", 1) for line in lines)
+    identity = verify(SECRET, headers, method="GET", path="/api/v1/reviews/me")
+    assert (identity.user_id, identity.scopes, identity.request_id) == ("7", ("user",), "cli-1")
+
+
+def test_command_line_refuses_unsignable_input(capsys):
+    from identity.__main__ import main
+
+    assert main(["GET", "/x?y=1"]) == 2
+    assert "cannot sign" in capsys.readouterr().err
