@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/legacy
 
 
-.PHONY: install run test test-sqlite test-postgres lint format lock clean
+NODE_DIR := .cache/node
+NODE_STAMP := $(NODE_DIR)/.installed-stamp
+
+.PHONY: install node-deps run test test-sqlite test-postgres lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +21,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# A real Unleash server and the Unleash client specification, for the flag tests (~30 s, ~200 MB, once).
+$(NODE_STAMP): tests/support/node/package.json tests/support/node/package-lock.json
+	mkdir -p $(NODE_DIR)
+	cp tests/support/node/package.json tests/support/node/package-lock.json $(NODE_DIR)/
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+node-deps: $(NODE_STAMP)
+
 run: install
 	$(BIN)/python scripts/run_stack.py
 
 test: lint test-sqlite test-postgres
 
-test-sqlite: install
+test-sqlite: install node-deps
 	env -u DATABASE_URL $(BIN)/pytest
 
 # Under CI=true PostgreSQL is required: an unreachable server fails the run.

@@ -1,0 +1,37 @@
+"""Runtime feature flags for routing: which backend serves each hot route, decided per request.
+
+``Flags.decide(route_id, EvaluationContext) -> Decision`` reads, in order:
+
+1. an **override** (kill switch) from the override store (file, or Redis when
+   ``REDIS_URL`` is set): seen by every worker within 100 ms;
+2. **Unleash** (``UNLEASH_URL`` + backend token): toggles polled in the background,
+   last known good kept (and cached to disk) when the server is down;
+3. the **flags file** (``FLAGS_FILE``, Unleash's client-features JSON), hot-reloaded;
+4. the route default: legacy.
+
+The flag of route ``reviews.list`` is ``route.reviews.list``; enabled means candidate.
+Nothing here knows about HTTP frameworks or the gateway. ``flagctl`` is the CLI.
+
+Exceptions: ``FlagsConfigError`` (settings), ``OverrideStoreError`` (a store cannot be
+written or read), ``Unsupported`` (internal: a toggle goes to the reference engine).
+``decide`` itself never raises.
+"""
+
+from flags.decide import Flags, RouteState
+from flags.model import HOT_ROUTES, AuditEntry, Decision, EvaluationContext, Override, flag_key
+from flags.settings import FlagsSettings, build_flags, ensure_flags_file, load_flags_settings
+
+__all__ = [
+    "HOT_ROUTES",
+    "AuditEntry",
+    "Decision",
+    "EvaluationContext",
+    "Flags",
+    "FlagsSettings",
+    "Override",
+    "RouteState",
+    "build_flags",
+    "ensure_flags_file",
+    "flag_key",
+    "load_flags_settings",
+]
