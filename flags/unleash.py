@@ -264,11 +264,10 @@ def compile_toggle(feature: Mapping[str, Any]) -> Evaluate:
 
 def _reference(engine: UnleashEngine, name: str) -> Evaluate:
     def evaluate(context: Context) -> Evaluation:
-        enabled = bool(engine.check_enabled(name, dict(context)).is_enabled)
-        variant = engine.get_variant(name, dict(context)) if enabled else None
-        variant_name = getattr(variant, "name", None) if variant is not None else None
-        if variant_name == "disabled":
-            variant_name = None
+        as_dict = dict(context)
+        enabled = bool(engine.check_enabled(name, as_dict).is_enabled)
+        variant = engine.check_variant(name, as_dict).variant
+        variant_name = variant.name if variant is not None and variant.enabled else None
         return Evaluation(
             enabled=enabled, reason="targeting_match" if enabled else "default", variant=variant_name
         )
