@@ -280,3 +280,4 @@ class RedisOverrideStore:
         if self._thread is not None:
             self._thread.join(timeout=3)
         self._client.close()
+        self._client.connection_pool.disconnect()

@@ -162,3 +162,38 @@ def test_our_answers_match_unleash_client(
                 ours = toggles.evaluate(feature["name"], context)
                 assert ours is not None
                 assert ours.enabled is client.is_enabled(feature["name"], context), (feature, context)
+
+
+def test_percentages_select_the_same_users_as_unleash_client(tmp_path: Path):
+    """Dense check of the percentage boundary: 2,000 users x several rollouts, every answer equal."""
+    rollouts = [1, 10, 33, 50, 99]
+    document = {
+        "version": 1,
+        "features": [
+            {
+                "name": f"route.rollout.{rollout}",
+                "enabled": True,
+                "strategies": [
+                    {
+                        "name": "flexibleRollout",
+                        "parameters": {
+                            "rollout": str(rollout),
+                            "stickiness": "default",
+                            "groupId": "route.reviews.list",
+                        },
+                        "constraints": [],
+                    }
+                ],
+                "variants": [],
+            }
+            for rollout in rollouts
+        ],
+    }
+    toggles = Toggles.compile(document)
+    with unleash_client(document, tmp_path) as client:
+        for rollout in rollouts:
+            name = f"route.rollout.{rollout}"
+            ours = [toggles.evaluate(name, {"userId": str(u)}).enabled for u in range(2000)]  # type: ignore[union-attr]
+            theirs = [client.is_enabled(name, {"userId": str(u)}) for u in range(2000)]
+            assert ours == theirs
+            assert abs(sum(ours) / 2000 * 100 - rollout) < 4, "roughly the rollout share"

@@ -1,0 +1,175 @@
+"""Overrides through the real Redis at 127.0.0.1:6379 (database 15): propagation across worker
+processes, the audit trail through flagctl, and behaviour while Redis is unreachable."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from flags.model import Override
+from flags.overrides import AUDIT_STREAM, HASH_KEY, OverrideStoreError, RedisOverrideStore
+from tests.conftest import require_service
+from tests.support.tcp_proxy import TcpProxy
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+        reachable = True
+    except redis.RedisError:
+        reachable = False
+    require_service(reachable, f"Redis at {REDIS_URL}")
+    client.delete(HASH_KEY, AUDIT_STREAM)
+    yield REDIS_URL
+    client.delete(HASH_KEY, AUDIT_STREAM)
+    client.close()
+
+
+def override(route: str, backend: str = "candidate", **extra) -> Override:
+    return Override(
+        route=route,
+        backend=backend,
+        reason=extra.pop("reason", "test"),
+        actor="tester",
+        at=time.time(),
+        **extra,
+    )  # type: ignore[arg-type]
+
+
+def eventually(check, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_a_change_reaches_another_store_and_is_audited(redis_url):
+    writer, reader = RedisOverrideStore(redis_url), RedisOverrideStore(redis_url)
+    reader.start()
+    try:
+        entries = writer.apply([("reviews.list", override("reviews.list"))], actor="alice", reason="spike")
+        assert [(e.route, e.action, e.before, e.after["backend"]) for e in entries] == [
+            ("reviews.list", "set", None, "candidate")
+        ]
+        assert eventually(lambda: "reviews.list" in reader.snapshot())
+        writer.apply([("reviews.list", None)], actor="bob", reason="calm again")
+        assert eventually(lambda: "reviews.list" not in reader.snapshot())
+        trail = reader.audit()
+        assert [(e.actor, e.reason, e.action) for e in trail] == [
+            ("alice", "spike", "set"),
+            ("bob", "calm again", "release"),
+        ]
+        assert (
+            trail[1].before is not None
+            and trail[1].before["backend"] == "candidate"
+            and trail[1].after is None
+        )
+    finally:
+        reader.stop()
+        writer.stop()
+
+
+def test_unreachable_redis_keeps_the_last_overrides_and_reports_it(redis_url):
+    proxy = TcpProxy(("127.0.0.1", 6379))
+    url = f"redis://127.0.0.1:{proxy.port}/15"
+    writer = RedisOverrideStore(redis_url)
+    writer.apply(
+        [("reviews.summary", override("reviews.summary"))], actor="alice", reason="before the outage"
+    )
+    store = RedisOverrideStore(url)
+    store.start()
+    try:
+        assert eventually(lambda: store.healthy() and "reviews.summary" in store.snapshot())
+        proxy.cut()
+        assert eventually(lambda: not store.healthy())
+        assert "reviews.summary" in store.snapshot(), "last known overrides are kept"
+        with pytest.raises(OverrideStoreError, match="not reachable"):
+            store.apply([("reviews.list", override("reviews.list"))], actor="x", reason="y")
+        writer.apply(
+            [("reviews.detail", override("reviews.detail"))], actor="alice", reason="during the outage"
+        )
+        proxy.restore()
+        assert eventually(lambda: store.healthy() and "reviews.detail" in store.snapshot(), timeout=10)
+    finally:
+        store.stop()
+        writer.stop()
+        proxy.close()
+
+
+def _start_workers(count: int, url: str) -> tuple[list[subprocess.Popen[str]], queue.Queue[dict]]:
+    lines: queue.Queue[dict] = queue.Queue()
+    workers = []
+    for _ in range(count):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.override_worker", url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        workers.append(process)
+        threading.Thread(
+            target=lambda p=process: [lines.put(json.loads(line)) for line in p.stdout], daemon=True
+        ).start()  # type: ignore[union-attr]
+    return workers, lines
+
+
+def test_flagctl_flip_all_reaches_every_worker_process_and_is_audited(redis_url, tmp_path):
+    workers, lines = _start_workers(3, redis_url)
+    try:
+        ready: set[int] = set()
+        while len(ready) < len(workers):
+            line = lines.get(timeout=20)
+            if line.get("ready"):
+                ready.add(line["pid"])
+        env = {**os.environ, "REDIS_URL": redis_url, "VAR_DIR": str(tmp_path)}
+        flagctl = [sys.executable, "-m", "flags.cli"]
+        result = subprocess.run(
+            [*flagctl, "flip-all", "--to", "candidate", "--reason", "8 pm push", "--actor", "oncall@ops"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert result.returncode == 0, result.stderr
+        seen: set[int] = set()
+        deadline = time.monotonic() + 10
+        while seen != ready and time.monotonic() < deadline:
+            line = lines.get(timeout=10)
+            state = line.get("overrides", {})
+            if len(state) == 10 and set(state.values()) == {"candidate"}:
+                seen.add(line["pid"])
+        assert seen == ready, "every worker process applied all ten overrides"
+
+        audit = subprocess.run(
+            [*flagctl, "audit", "--json"], env=env, capture_output=True, text=True, cwd=ROOT
+        )
+        assert audit.returncode == 0, audit.stderr
+        entries = json.loads(audit.stdout)
+        assert len(entries) == 10
+        assert {(e["actor"], e["reason"], e["before"], e["after"]["backend"]) for e in entries} == {
+            ("oncall@ops", "8 pm push", None, "candidate")
+        }
+        assert all(abs(e["at"] - time.time()) < 60 for e in entries)
+    finally:
+        for process in workers:
+            process.terminate()
+            process.wait(timeout=5)
+            if process.stdout is not None:
+                process.stdout.close()
