@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from flags import ensure_flags_file, load_flags_settings
+
 ROOT = Path(__file__).resolve().parents[1]
+
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 
@@ -69,7 +72,8 @@ def servers(env: dict[str, str]) -> list[Server]:
 
 
 def prepare(env: dict[str, str]) -> None:
-    """Migrate, make the signing key and seed once (the seed command skips a database with data)."""
+    """Migrate, make the signing key, seed once (the seed command skips a database with data), and
+    copy the shipped flags file (every hot route on legacy) on first start."""
     manage = [PYTHON, "-m", "legacy_django"]
     Path(env.get("VAR_DIR", ROOT / "var")).mkdir(parents=True, exist_ok=True)
     for args in (
@@ -78,6 +82,7 @@ def prepare(env: dict[str, str]) -> None:
         ["seed", "--scale", env["SEED_SCALE"]],
     ):
         subprocess.run(manage + args, env=env, cwd=ROOT, check=True)
+    ensure_flags_file(load_flags_settings(env))
 
 
 def wait_healthy(server: Server, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
