@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import redis
 
 from flags.model import Override
 from flags.overrides import AUDIT_STREAM, HASH_KEY, RedisOverrideStore
+from tests.support.override_worker import start_workers, stop_workers
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -41,26 +39,10 @@ def main() -> int:
     admin = redis.Redis.from_url(REDIS_URL)
     admin.delete(HASH_KEY, AUDIT_STREAM)  # a clean slate in the benchmark's own database
     writer = RedisOverrideStore(REDIS_URL)
-    lines: queue.Queue[dict] = queue.Queue()
-    workers = []
-    for _ in range(options.workers):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.override_worker", REDIS_URL],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        workers.append(process)
-        threading.Thread(
-            target=lambda p=process: [lines.put(json.loads(x)) for x in p.stdout], daemon=True
-        ).start()
+    workers, lines = start_workers(options.workers, REDIS_URL)
+    ready = {process.pid for process in workers}
     latencies_ms: list[float] = []
     try:
-        ready = set()
-        while len(ready) < options.workers:
-            line = lines.get(timeout=30)
-            if line.get("ready"):
-                ready.add(line["pid"])
         time.sleep(0.5)
         while not lines.empty():
             lines.get()
@@ -79,9 +61,7 @@ def main() -> int:
                     latencies_ms.append((line["t"] - started) * 1000)
             time.sleep(0.05)
     finally:
-        for process in workers:
-            process.terminate()
-            process.wait(timeout=5)
+        stop_workers(workers)
         admin.delete(HASH_KEY, AUDIT_STREAM)
         admin.close()
         writer.stop()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import redis
 from flags.model import Override
 from flags.overrides import AUDIT_STREAM, HASH_KEY, OverrideStoreError, RedisOverrideStore
 from tests.conftest import require_service
+from tests.support.override_worker import start_workers, stop_workers
 from tests.support.tcp_proxy import TcpProxy
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -113,31 +112,10 @@ def test_unreachable_redis_keeps_the_last_overrides_and_reports_it(redis_url):
         proxy.close()
 
 
-def _start_workers(count: int, url: str) -> tuple[list[subprocess.Popen[str]], queue.Queue[dict]]:
-    lines: queue.Queue[dict] = queue.Queue()
-    workers = []
-    for _ in range(count):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.override_worker", url],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        workers.append(process)
-        threading.Thread(
-            target=lambda p=process: [lines.put(json.loads(line)) for line in p.stdout], daemon=True
-        ).start()  # type: ignore[union-attr]
-    return workers, lines
-
-
 def test_flagctl_flip_all_reaches_every_worker_process_and_is_audited(redis_url, tmp_path):
-    workers, lines = _start_workers(3, redis_url)
+    workers, lines = start_workers(3, redis_url)
     try:
-        ready: set[int] = set()
-        while len(ready) < len(workers):
-            line = lines.get(timeout=20)
-            if line.get("ready"):
-                ready.add(line["pid"])
+        ready = {process.pid for process in workers}
         env = {**os.environ, "REDIS_URL": redis_url, "VAR_DIR": str(tmp_path)}
         flagctl = [sys.executable, "-m", "flags.cli"]
         result = subprocess.run(
@@ -168,8 +146,4 @@ def test_flagctl_flip_all_reaches_every_worker_process_and_is_audited(redis_url,
         }
         assert all(abs(e["at"] - time.time()) < 60 for e in entries)
     finally:
-        for process in workers:
-            process.terminate()
-            process.wait(timeout=5)
-            if process.stdout is not None:
-                process.stdout.close()
+        stop_workers(workers)

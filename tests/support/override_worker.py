@@ -10,10 +10,50 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 from flags.overrides import RedisOverrideStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_workers(count: int, redis_url: str) -> tuple[list[subprocess.Popen[str]], queue.Queue[dict]]:
+    """Start ``count`` workers; their JSON lines arrive on the queue. Waits until all are ready."""
+    lines: queue.Queue[dict] = queue.Queue()
+    workers = []
+    for _ in range(count):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.override_worker", redis_url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        workers.append(process)
+
+        def pump(stream=process.stdout) -> None:
+            for line in stream:  # type: ignore[union-attr]
+                lines.put(json.loads(line))
+
+        threading.Thread(target=pump, daemon=True).start()
+    ready: set[int] = set()
+    while len(ready) < count:
+        line = lines.get(timeout=30)
+        if line.get("ready"):
+            ready.add(line["pid"])
+    return workers, lines
+
+
+def stop_workers(workers: list[subprocess.Popen[str]]) -> None:
+    for process in workers:
+        process.terminate()
+        process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def main() -> None:
