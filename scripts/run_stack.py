@@ -1,8 +1,9 @@
 """``make run``: prepare the embedded defaults and start every server of the stack; Ctrl-C stops all.
 
-Today the stack is the legacy monolith (gunicorn, LEGACY_URL, default :8001) and
-the reviews and recommendations services (uvicorn, REVIEWS_URL :8002,
-RECOMMENDATIONS_URL :8003), all on one database; the gateway joins as it lands.  Settings come from
+The stack: the legacy monolith (gunicorn, LEGACY_URL, default :8001), the reviews
+and recommendations services (uvicorn, REVIEWS_URL :8002, RECOMMENDATIONS_URL :8003),
+all on one database, and the gateway in front of them (GATEWAY_PORT, :8000) with
+file-based flags and overrides under var/.  Settings come from
 the environment (see docs/configuration in the README), so the same command
 can start the stack on other ports or against PostgreSQL (DATABASE_URL).
 """
@@ -68,7 +69,13 @@ def servers(env: dict[str, str]) -> list[Server]:
         )
         for name, port in (("reviews", 8002), ("recommendations", 8003))
     ]
-    return [legacy, *services]
+    gateway = Server(
+        name="gateway",
+        url=f"http://127.0.0.1:{env.get('GATEWAY_PORT', '8000')}",
+        health_path="/_gateway/health",
+        command=[PYTHON, "-m", "gateway"],
+    )
+    return [legacy, *services, gateway]
 
 
 def prepare(env: dict[str, str]) -> None:
@@ -99,7 +106,7 @@ def wait_healthy(server: Server, process: subprocess.Popen[bytes], timeout: floa
 
 
 def banner(started: list[Server]) -> str:
-    legacy = next(s.url for s in started if s.name == "legacy")
+    legacy = next(s.url for s in started if s.name == "gateway")
     lines = ["", "The stack is up:"]
     lines += [f"  {s.name:<16} {s.url}" for s in started]
     lines += [

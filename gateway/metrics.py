@@ -1,0 +1,69 @@
+"""Prometheus metrics, named as ARCHITECTURE.md lists them (one registry per app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    duration: Histogram
+    upstream_errors: Counter
+    fallbacks: Counter
+    breaker_state: Gauge
+    decisions: Counter
+    rejected: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "gateway_requests_total",
+                "Requests by route, backend and status class",
+                ["route", "backend", "status_class"],
+                registry=registry,
+            ),
+            duration=Histogram(
+                "gateway_request_duration_seconds",
+                "Time to the response's last byte",
+                ["route", "backend"],
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=registry,
+            ),
+            upstream_errors=Counter(
+                "gateway_upstream_errors_total",
+                "Failed forwards by cluster and stage",
+                ["cluster", "stage"],
+                registry=registry,
+            ),
+            fallbacks=Counter(
+                "gateway_fallbacks_total",
+                "Requests served by legacy after the candidate failed",
+                ["route"],
+                registry=registry,
+            ),
+            breaker_state=Gauge(
+                "gateway_breaker_state",
+                "0 closed, 1 half-open, 2 open",
+                ["cluster"],
+                registry=registry,
+            ),
+            decisions=Counter(
+                "gateway_flag_decisions_total",
+                "Routing decisions",
+                ["route", "backend", "reason"],
+                registry=registry,
+            ),
+            rejected=Counter(
+                "gateway_rejected_total",
+                "Requests refused before forwarding",
+                ["reason"],
+                registry=registry,
+            ),
+        )

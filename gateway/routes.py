@@ -1,0 +1,186 @@
+"""The route table: clusters and routes from a TOML file, matched by method + path segments.
+
+Matching walks a trie of path segments (literal children before ``{param}``), so its
+cost grows with the path's depth, not with the number of routes.  A table is an
+immutable snapshot; a reload builds a new one and the app swaps one reference.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+AUTH_MODES = ("none", "optional", "required")
+_UNSAFE = re.compile(rb"%2[eEfF]|%5[cC]|%00|\\")
+_PARAM = re.compile(r"\{[a-z_][a-z0-9_]*\}")
+
+
+class RouteTableError(Exception):
+    """The route table file is malformed; the message says where."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cluster:
+    name: str
+    url: str
+    host: str
+    port: int
+    max_in_flight: int
+    max_connections: int
+    connect_timeout: float
+    read_timeout: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Route:
+    id: str
+    methods: frozenset[str]
+    path: str
+    flag: str
+    candidate: str
+    auth: str
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    shadow_sample: float = 0.0
+
+
+@dataclass(slots=True)
+class _Node:
+    literal: dict[str, _Node] = field(default_factory=dict)
+    param: _Node | None = None
+    routes: dict[str, Route] = field(default_factory=dict)  # method → route
+
+
+def unsafe_path(raw_path: bytes) -> bool:
+    """Dot segments, empty segments, encoded dots/slashes/backslashes or NUL: never forwarded."""
+    if not raw_path.startswith(b"/") or _UNSAFE.search(raw_path):
+        return True
+    segments = raw_path.split(b"/")[1:]
+    return any(segment in (b"", b".", b"..") for segment in segments[:-1]) or segments[-1] in (b".", b"..")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RouteTable:
+    clusters: Mapping[str, Cluster]
+    routes: tuple[Route, ...]
+    default_cluster: str
+    default_auth: str
+    _root: _Node
+
+    def match(self, method: str, path: str) -> Route | None:
+        segments = path.split("/")[1:]
+        return _walk(self._root, segments, 0, method)
+
+    def by_id(self, route_id: str) -> Route | None:
+        return next((route for route in self.routes if route.id == route_id), None)
+
+
+def _walk(node: _Node, segments: list[str], index: int, method: str) -> Route | None:
+    if index == len(segments):
+        return node.routes.get(method)
+    segment = segments[index]
+    child = node.literal.get(segment)
+    if child is not None:
+        found = _walk(child, segments, index + 1, method)
+        if found is not None:
+            return found
+    if node.param is not None and segment:
+        return _walk(node.param, segments, index + 1, method)
+    return None
+
+
+def _cluster(name: str, raw: Mapping[str, Any], urls: Mapping[str, str]) -> Cluster:
+    url = urls.get(name) or raw.get("url")
+    if not isinstance(url, str):
+        raise RouteTableError(f"cluster {name}: needs a url")
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise RouteTableError(f"cluster {name}: url must be http://host:port, got {url!r}")
+    return Cluster(
+        name=name,
+        url=url,
+        host=parts.hostname,
+        port=parts.port or 80,
+        max_in_flight=int(raw.get("max_in_flight", 512)),
+        max_connections=int(raw.get("max_connections", 64)),
+        connect_timeout=float(raw.get("connect_timeout", 1.0)),
+        read_timeout=float(raw.get("read_timeout", 15.0)),
+    )
+
+
+def _route(raw: Mapping[str, Any], clusters: Mapping[str, Cluster], default_auth: str) -> Route:
+    route_id = raw.get("id")
+    path = raw.get("path")
+    if not isinstance(route_id, str) or not isinstance(path, str) or not path.startswith("/"):
+        raise RouteTableError(f"route {route_id!r}: needs an id and a path starting with /")
+    candidate = raw.get("candidate")
+    if candidate not in clusters:
+        raise RouteTableError(f"route {route_id}: candidate cluster {candidate!r} is not defined")
+    auth = raw.get("auth", default_auth)
+    if auth not in AUTH_MODES:
+        raise RouteTableError(f"route {route_id}: auth must be one of {AUTH_MODES}")
+    methods = frozenset(str(m).upper() for m in raw.get("methods", ["GET", "HEAD"]))
+    shadow = raw.get("shadow") or {}
+    return Route(
+        id=route_id,
+        methods=methods,
+        path=path,
+        flag=str(raw.get("flag", f"route.{route_id}")),
+        candidate=str(candidate),
+        auth=str(auth),
+        connect_timeout=raw.get("connect_timeout"),
+        read_timeout=raw.get("read_timeout"),
+        shadow_sample=float(shadow.get("sample", 0.0)),
+    )
+
+
+def build_table(document: Mapping[str, Any], cluster_urls: Mapping[str, str]) -> RouteTable:
+    clusters = {
+        name: _cluster(name, raw, cluster_urls) for name, raw in (document.get("clusters") or {}).items()
+    }
+    default_cluster = str(document.get("default_cluster", "legacy"))
+    if default_cluster not in clusters:
+        raise RouteTableError(f"default_cluster {default_cluster!r} is not defined")
+    default_auth = str(document.get("default_auth", "optional"))
+    if default_auth not in AUTH_MODES:
+        raise RouteTableError(f"default_auth must be one of {AUTH_MODES}")
+    routes = tuple(_route(raw, clusters, default_auth) for raw in document.get("routes") or [])
+    root = _Node()
+    seen: set[str] = set()
+    for route in routes:
+        if route.id in seen:
+            raise RouteTableError(f"route id {route.id} appears twice")
+        seen.add(route.id)
+        node = root
+        for segment in route.path.split("/")[1:]:
+            if _PARAM.fullmatch(segment):
+                node.param = node.param or _Node()
+                node = node.param
+            else:
+                node = node.literal.setdefault(segment, _Node())
+        for method in route.methods:
+            if method in node.routes:
+                raise RouteTableError(
+                    f"{method} {route.path} is claimed by {node.routes[method].id} and {route.id}"
+                )
+            node.routes[method] = route
+    return RouteTable(
+        clusters=clusters,
+        routes=routes,
+        default_cluster=default_cluster,
+        default_auth=default_auth,
+        _root=root,
+    )
+
+
+def load_table(path: Path, cluster_urls: Mapping[str, str]) -> RouteTable:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RouteTableError(f"{path}: {exc}") from exc
+    return build_table(document, cluster_urls)
