@@ -57,6 +57,7 @@ _DROP_RESPONSE = frozenset(
         b"x-request-id",
         b"x-served-by",
         b"server",
+        b"date",
     }
 )
 FALLBACK_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
