@@ -46,30 +46,37 @@ def legacy_env(var_dir: Path, database_url: str, identity_secret: str) -> dict[s
 
 
 @contextlib.contextmanager
-def legacy_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
-    """The monolith under gunicorn (gthread) on a free port; yields its base URL."""
-    port = free_port()
+def serve(command: list[str], env: Mapping[str, str], port: int, log_path: Path) -> Iterator[str]:
+    """Run a server process until the block ends; yields its base URL once its port accepts."""
     with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "legacy_django.config.wsgi:application",
-                f"--bind=127.0.0.1:{port}",
-                "--worker-class=gthread",
-                "--workers=1",
-                "--threads=4",
-                "--no-control-socket",
-            ],
-            env=dict(env),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+        server = subprocess.Popen(command, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_for_port(port, server, log_path)
             yield f"http://127.0.0.1:{port}"
         finally:
             server.terminate()
-            server.wait(timeout=10)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+@contextlib.contextmanager
+def legacy_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
+    """The monolith under gunicorn (gthread) on a free port; yields its base URL."""
+    port = free_port()
+    command = [
+        str(BIN / "gunicorn"),
+        "legacy_django.config.wsgi:application",
+        f"--bind=127.0.0.1:{port}",
+        "--worker-class=gthread",
+        "--workers=1",
+        "--threads=4",
+        "--no-control-socket",
+    ]
+    with serve(command, env, port, log_path) as url:
+        yield url
 
 
 def _wait_for_port(port: int, server: subprocess.Popen[bytes], log_path: Path, timeout: float = 30) -> None:
@@ -81,7 +88,7 @@ def _wait_for_port(port: int, server: subprocess.Popen[bytes], log_path: Path, t
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                raise RuntimeError(f"gunicorn did not start: {log_path.read_text()}") from None
+                raise RuntimeError(f"server did not start: {log_path.read_text()[-3000:]}") from None
             time.sleep(0.1)
 
 

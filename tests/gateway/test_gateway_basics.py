@@ -1,0 +1,121 @@
+"""Through the gateway to the real backends: routing by flag, X-Served-By, errors, health."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import ADMIN_TOKEN, Stack
+
+
+def test_hot_route_goes_to_legacy_by_default_and_answers_the_same(stack: Stack):
+    direct = httpx.get(f"{stack.legacy}/api/v1/reviews/items/1/summary")
+    through = httpx.get(f"{stack.gateway}/api/v1/reviews/items/1/summary")
+    assert through.status_code == 200
+    assert through.headers["x-served-by"] == "legacy"
+    assert through.content == direct.content
+    assert len(through.headers["x-request-id"]) == 32
+
+
+def test_request_id_is_kept_when_well_formed(stack: Stack):
+    response = httpx.get(f"{stack.gateway}/api/v1/items/1", headers={"X-Request-Id": "app-123.abc"})
+    assert response.headers["x-request-id"] == "app-123.abc"
+    response = httpx.get(f"{stack.gateway}/api/v1/items/1", headers={"X-Request-Id": "bad id"})
+    assert response.headers["x-request-id"] != "bad id"
+
+
+def test_signed_in_requests_reach_the_backend_as_the_user(stack: Stack):
+    token = stack.token("demo2")
+    me = httpx.get(f"{stack.gateway}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    assert me.json()["username"] == "demo2"
+
+
+def test_flagctl_flip_reaches_both_workers_within_100_ms(stack: Stack):
+    env = {"VAR_DIR": str(stack.gateway_var), "REDIS_URL": "", "UNLEASH_URL": "", "PATH": "/usr/bin:/bin"}
+    flagctl = [sys.executable, "-m", "flags.cli"]
+    token = stack.token("demo1")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{stack.gateway}/api/v1/reviews/items/1?size=2"
+    try:
+        result = subprocess.run(
+            [*flagctl, "route", "reviews.list", "--to", "candidate", "--reason", "test flip"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        time.sleep(0.1)
+        # New connections so both uvicorn workers answer some of them.
+        served = {httpx.get(url, headers=headers).headers["x-served-by"] for _ in range(30)}
+        assert served == {"reviews"}
+        result = subprocess.run(
+            [*flagctl, "route", "reviews.list", "--to", "legacy", "--reason", "back"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        time.sleep(0.1)
+        assert {httpx.get(url, headers=headers).headers["x-served-by"] for _ in range(30)} == {"legacy"}
+    finally:
+        subprocess.run([*flagctl, "release", "--all", "--reason", "test over"], env=env, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        "/api/v1/reviews/items/../../users/me",
+        "/api/v1/reviews/items/%2e%2e/%2E%2E/users/me",
+        "/api/v1//reviews/items/1",
+        "/api/v1/reviews/items/1%2fsummary",
+        "/api/v1/reviews/items/1%5Csummary",
+        "/api/v1/reviews/./items/1",
+    ],
+)
+def test_path_tricks_are_refused_before_any_backend(stack: Stack, raw_path: str):
+    parts = urlsplit(stack.gateway)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    connection.request("GET", raw_path)
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 400
+    assert body["error"]["code"] == "bad_request"
+    assert response.getheader("x-served-by") == "gateway"
+
+
+def test_case_tricks_do_not_match_a_hot_route(stack: Stack):
+    response = httpx.get(f"{stack.gateway}/API/V1/REVIEWS/ITEMS/1")
+    assert response.headers["x-served-by"] == "legacy"
+    assert response.status_code == 404
+
+
+def test_oversized_body_is_413_at_the_gateway(stack: Stack):
+    response = httpx.post(
+        f"{stack.gateway}/api/v1/reviews",
+        content=b"x" * (1024 * 1024 + 1),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {stack.token()}"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_health_ready_metrics_and_admin(stack: Stack):
+    assert httpx.get(f"{stack.gateway}/_gateway/health").json() == {"status": "ok"}
+    ready = httpx.get(f"{stack.gateway}/_gateway/ready")
+    assert ready.status_code == 200, ready.text
+    assert "gateway_requests_total" in httpx.get(f"{stack.gateway}/_gateway/metrics").text
+    assert httpx.get(f"{stack.gateway}/_gateway/admin/routes").status_code == 401
+    routes = httpx.get(
+        f"{stack.gateway}/_gateway/admin/routes", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert routes.status_code == 200
+    assert {row["route"] for row in routes.json()["routes"]} >= {"reviews.list", "recommendations.home"}
