@@ -28,6 +28,8 @@ def main() -> None:
         lifespan="on",
         access_log=False,
         server_header=False,
+        # The gateway sets X-Forwarded-* itself; never trust a client's.
+        proxy_headers=False,
         log_level="warning",
     )
 

@@ -119,6 +119,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "RECOMMENDATIONS_URL": services["recommendations"],
         }
         gateway, gateway_var = _gateway(stack, work, "gw-main", backends)
+        # One request at a time to the recorder: the bulkhead test needs a full cluster.
+        routes = (Path(__file__).parents[2] / "gateway" / "routes.toml").read_text()
+        routes_file = work / "recording-routes.toml"
+        routes_file.write_text(routes.replace("max_in_flight = 512", "max_in_flight = 1", 1))
         recording, _ = _gateway(
             stack,
             work,
@@ -128,6 +132,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "REVIEWS_URL": recorder,
                 "RECOMMENDATIONS_URL": recorder,
                 "JWT_JWKS_URL": f"{legacy}/.well-known/jwks.json",
+                "ROUTES_FILE": str(routes_file),
             },
             workers=1,
         )
