@@ -14,20 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import identity
+from bench._support import free_port, server, wrk
 
 BIN = Path(sys.executable).parent
 SECRET = "bench-identity-secret"  # noqa: S105 - a throwaway secret for local servers
@@ -38,35 +36,8 @@ ENDPOINTS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"{command[0]} did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _wrk(url: str, path: str, query: str, duration: int, connections: int) -> dict[str, float]:
-    # Signed for a minute ahead: the assertion is valid +/- 30 s, so sign with the run's midpoint.
+def _signed_wrk(url: str, path: str, query: str, duration: int, connections: int) -> dict[str, float]:
+    # The assertion is valid +/- 30 s: sign with the run's midpoint.
     headers = identity.sign(
         SECRET,
         method="GET",
@@ -76,18 +47,7 @@ def _wrk(url: str, path: str, query: str, duration: int, connections: int) -> di
         request_id="bench",
         timestamp=int(time.time()) + duration // 2,
     )
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
-    for name, value in headers.items():
-        args += ["-H", f"{name}: {value}"]
-    output = subprocess.run(
-        [*args, f"{url}{path}?{query}"], capture_output=True, text=True, check=True
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"rps": rps, "p99_ms": p99_ms, "non_2xx": float(non_2xx.group(1)) if non_2xx else 0.0}
+    return wrk(f"{url}{path}?{query}", duration=duration, connections=connections, headers=headers)
 
 
 def main() -> int:
@@ -107,7 +67,7 @@ def main() -> int:
     }
     for args in (["migrate", "-v0"], ["seed", "--scale", "large"]):
         subprocess.run([sys.executable, "-m", "legacy_django", *args], env=env, cwd=ROOT, check=True)
-    ports = {name: _free_port() for name in ("legacy", "reviews", "recommendations")}
+    ports = {name: free_port() for name in ("legacy", "reviews", "recommendations")}
     commands = {
         "legacy": [
             str(BIN / "gunicorn"),
@@ -126,12 +86,12 @@ def main() -> int:
     )
     results = []
     with ExitStack() as stack:
-        urls = {name: stack.enter_context(_server(commands[name], env, ports[name])) for name in commands}
+        urls = {name: stack.enter_context(server(commands[name], env, ports[name])) for name in commands}
         header = ("route", "legacy req/s", "service req/s", "ratio", "legacy p99", "svc p99")
         print("{:<24}{:>14}{:>15}{:>8}{:>12}{:>10}".format(*header))
         for route, service, path, query in ENDPOINTS:
-            legacy = _wrk(urls["legacy"], path, query, options.duration, options.connections)
-            candidate = _wrk(urls[service], path, query, options.duration, options.connections)
+            legacy = _signed_wrk(urls["legacy"], path, query, options.duration, options.connections)
+            candidate = _signed_wrk(urls[service], path, query, options.duration, options.connections)
             ratio = candidate["rps"] / legacy["rps"]
             results.append({"route": route, "legacy": legacy, "service": candidate, "ratio": ratio})
             print(
