@@ -19,7 +19,7 @@ from gateway.admin import admin_app
 from gateway.auth import Jwks, TokenVerifier
 from gateway.metrics import Metrics
 from gateway.proxy import ClusterRuntime, Runtime, handle
-from gateway.resilience import Bulkhead, CircuitBreaker
+from gateway.resilience import Bulkhead, CircuitBreaker, RetryBudget
 from gateway.routes import load_table
 from gateway.settings import GatewaySettings, load_settings
 from gateway.upstream import Pool
@@ -78,6 +78,7 @@ class GatewayApp:
             flags=flags,
             verifier=verifier,
             metrics=Metrics.create(),
+            retry_budget=RetryBudget(),
         )
         self.admin.state.runtime = self.runtime
 

@@ -19,7 +19,7 @@ from flags import EvaluationContext, Flags
 from gateway.auth import Principal, TokenVerifier
 from gateway.errors import CircuitOpen, GatewayError, Overloaded, TokenInvalid, UpstreamError, UpstreamTimeout
 from gateway.metrics import Metrics
-from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker
+from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker, RetryBudget
 from gateway.routes import Cluster, Route, RouteTable, unsafe_path
 from gateway.settings import GatewaySettings
 from gateway.upstream import Pool, UpstreamResponse
@@ -82,6 +82,7 @@ class Runtime:
     flags: Flags
     verifier: TokenVerifier
     metrics: Metrics
+    retry_budget: RetryBudget
 
 
 class Truncated(Exception):
@@ -262,12 +263,16 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
             raise Reject(400, "bad_request", "The request cannot be forwarded as sent.") from None
         query = scope.get("query_string", b"")
         target = raw_path + b"?" + query if query else raw_path
+        rt.retry_budget.earn()
         try:
             response = await _forward(rt, cluster, method, target, upstream_headers, body, route)
         except GatewayError:
-            if route is None or cluster == table.default_cluster or method not in FALLBACK_METHODS:
+            fallback_allowed = (
+                route is not None and cluster != table.default_cluster and method in FALLBACK_METHODS
+            )
+            if not fallback_allowed or not rt.retry_budget.spend():
                 raise
-            rt.metrics.fallbacks.labels(route.id).inc()
+            rt.metrics.fallbacks.labels(route.id).inc()  # type: ignore[union-attr]
             cluster = table.default_cluster
             response = await _forward(rt, cluster, method, target, upstream_headers, body, route)
         served_by, status = cluster, response.status

@@ -7,6 +7,10 @@ breaker, its failure opens it again.
 
 Bulkhead: at most ``max_in_flight`` requests at once; one more is refused at once
 (503 + Retry-After), never queued.
+
+Retry budget: every request earns ``ratio`` of a token (at most ``burst`` saved); a
+retry or fallback spends one, so they stay under ``ratio`` of the traffic even when a
+backend fails for everyone (no retry storm on top of an outage).
 """
 
 from __future__ import annotations
@@ -92,3 +96,19 @@ class Bulkhead:
 
     def leave(self) -> None:
         self.in_flight -= 1
+
+
+class RetryBudget:
+    def __init__(self, ratio: float = 0.2, burst: float = 10.0) -> None:
+        self.ratio = ratio
+        self.burst = burst
+        self.tokens = burst
+
+    def earn(self) -> None:
+        self.tokens = min(self.burst, self.tokens + self.ratio)
+
+    def spend(self) -> bool:
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True

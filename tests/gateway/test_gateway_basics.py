@@ -119,3 +119,48 @@ def test_health_ready_metrics_and_admin(stack: Stack):
     )
     assert routes.status_code == 200
     assert {row["route"] for row in routes.json()["routes"]} >= {"reviews.list", "recommendations.home"}
+
+
+def test_admin_api_moves_a_route_into_the_same_audit_trail_as_flagctl(stack: Stack):
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base = f"{stack.gateway}/_gateway/admin"
+    bad = httpx.post(f"{base}/overrides", json={"route": "nope", "backend": "sideways"}, headers=admin)
+    assert bad.status_code == 400
+    assert set(bad.json()["error"]["fields"]) == {"route", "backend", "reason"}
+    moved = httpx.post(
+        f"{base}/overrides",
+        json={
+            "route": "reviews.summary",
+            "backend": "candidate",
+            "reason": "admin api test",
+            "actor": "console",
+        },
+        headers=admin,
+    )
+    assert moved.status_code == 200, moved.text
+    try:
+        time.sleep(0.1)
+        response = httpx.get(f"{stack.gateway}/api/v1/reviews/items/1/summary")
+        assert response.headers["x-served-by"] == "reviews"
+        rows = {row["route"]: row for row in httpx.get(f"{base}/routes", headers=admin).json()["routes"]}
+        assert (rows["reviews.summary"]["backend"], rows["reviews.summary"]["source"]) == (
+            "candidate",
+            "override",
+        )
+    finally:
+        released = httpx.delete(
+            f"{base}/overrides", params={"route": "reviews.summary", "reason": "done"}, headers=admin
+        )
+        assert released.status_code == 200
+    env = {"VAR_DIR": str(stack.gateway_var), "REDIS_URL": "", "UNLEASH_URL": "", "PATH": "/usr/bin:/bin"}
+    audit = subprocess.run(
+        [sys.executable, "-m", "flags.cli", "audit", "--json", "--limit", "500"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    entries = [e for e in json.loads(audit.stdout) if e["route"] == "reviews.summary"]
+    assert [(e["actor"], e["reason"], e["action"]) for e in entries[-2:]] == [
+        ("console", "admin api test", "set"),
+        ("admin-api", "done", "release"),
+    ]

@@ -7,7 +7,7 @@ import sqlite3
 import httpx
 import pytest
 
-from gateway.resilience import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, Bulkhead, CircuitBreaker
+from gateway.resilience import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, Bulkhead, CircuitBreaker, RetryBudget
 from tests.gateway.conftest import ADMIN_TOKEN, Stack
 
 
@@ -125,3 +125,14 @@ def test_bulkhead_counts_in_flight():
     assert not bulkhead.try_enter()
     bulkhead.leave()
     assert bulkhead.try_enter()
+
+
+def test_retry_budget_keeps_retries_under_a_fifth_of_traffic():
+    budget = RetryBudget(ratio=0.2, burst=10)
+    spent = 0
+    for _ in range(1000):
+        budget.earn()
+        if budget.spend():  # every request fails and wants a fallback
+            spent += 1
+    assert spent <= 0.2 * 1000 + 10
+    assert spent >= 0.2 * 1000 - 1
