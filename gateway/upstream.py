@@ -246,7 +246,11 @@ class Pool:
     ) -> UpstreamResponse:
         """Send one request; the caller must consume ``chunks()`` or call ``release``."""
         payload = self._encode(method, target, headers, body)
-        await self._slots.acquire()
+        try:
+            # Waiting for a free connection counts against the connect timeout.
+            await asyncio.wait_for(self._slots.acquire(), connect_timeout)
+        except TimeoutError:
+            raise UpstreamTimeout("connect", f"all connections to {self.host}:{self.port} busy") from None
         attempts = 2 if method in IDEMPOTENT else 1
         try:
             for attempt in range(attempts):

@@ -189,3 +189,22 @@ def test_request_bodies_carry_their_length():
             await pool.close()
 
     asyncio.run(run())
+
+
+def test_waiting_for_a_free_connection_is_bounded_by_the_connect_timeout():
+    async def script(head: bytes) -> tuple[bytes, bool]:
+        await asyncio.sleep(1)
+        return ok(), False
+
+    async def run() -> None:
+        async with Backend(script) as backend:
+            pool = Pool("127.0.0.1", backend.port, max_connections=1)
+            busy = asyncio.create_task(_get(pool))
+            await asyncio.sleep(0.05)
+            with pytest.raises(UpstreamTimeout) as excinfo:
+                await pool.request("GET", b"/x", [], connect_timeout=0.1, read_timeout=5)
+            assert excinfo.value.stage == "connect"
+            assert await busy == (200, b'{"ok":true}')
+            await pool.close()
+
+    asyncio.run(run())
