@@ -193,7 +193,7 @@ def test_request_bodies_carry_their_length():
 
 def test_waiting_for_a_free_connection_is_bounded_by_the_connect_timeout():
     async def script(head: bytes) -> tuple[bytes, bool]:
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.5)
         return ok(), False
 
     async def run() -> None:
