@@ -7,6 +7,7 @@ Admin endpoints need ``Authorization: Bearer $GATEWAY_ADMIN_TOKEN``:
   (``"route": "*"`` for every hot route)
 * ``DELETE /_gateway/admin/overrides?route=…&reason=…`` (``route=*`` releases all)
 * ``POST /_gateway/admin/reload``: re-read the route table file
+* ``GET  /_gateway/admin/shadow``: shadow requests in flight and the last mismatches
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ async def admin(request: Request) -> Response:
     try:
         if action == "routes" and request.method == "GET":
             return JSONResponse({"routes": _route_rows(rt)})
+        if action == "shadow" and request.method == "GET":
+            return JSONResponse({"in_flight": rt.shadow.in_flight, "mismatches": list(rt.shadow.mismatches)})
         if action == "reload" and request.method == "POST":
             rt.table = load_table(rt.settings.routes_file, rt.settings.cluster_urls())
             return JSONResponse({"routes": len(rt.table.routes)})

@@ -22,6 +22,7 @@ from gateway.proxy import ClusterRuntime, Runtime, handle
 from gateway.resilience import Bulkhead, CircuitBreaker, RetryBudget
 from gateway.routes import load_table
 from gateway.settings import GatewaySettings, load_settings
+from gateway.shadow import Shadow
 from gateway.upstream import Pool
 
 logger = logging.getLogger("gateway")
@@ -79,6 +80,7 @@ class GatewayApp:
             verifier=verifier,
             metrics=Metrics.create(),
             retry_budget=RetryBudget(),
+            shadow=Shadow(),
         )
         self.admin.state.runtime = self.runtime
 
@@ -88,6 +90,7 @@ class GatewayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._jwks_task
         if self.runtime is not None:
+            await self.runtime.shadow.close()
             self.runtime.flags.stop()
             for runtime in self.runtime.clusters.values():
                 await runtime.pool.close()

@@ -17,6 +17,7 @@ class Metrics:
     breaker_state: Gauge
     decisions: Counter
     rejected: Counter
+    shadow: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -58,6 +59,12 @@ class Metrics:
                 "gateway_flag_decisions_total",
                 "Routing decisions",
                 ["route", "backend", "reason"],
+                registry=registry,
+            ),
+            shadow=Counter(
+                "gateway_shadow_total",
+                "Shadow comparisons by route and result (match, mismatch, error, dropped)",
+                ["route", "result"],
                 registry=registry,
             ),
             rejected=Counter(

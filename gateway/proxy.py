@@ -6,8 +6,10 @@ forward (breaker, bulkhead) → fallback to legacy when allowed → stream the a
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import random
 import re
 import time
 import uuid
@@ -22,7 +24,9 @@ from gateway.metrics import Metrics
 from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker, RetryBudget
 from gateway.routes import Cluster, Route, RouteTable, unsafe_path
 from gateway.settings import GatewaySettings
+from gateway.shadow import Shadow, append_capture, capture_line
 from gateway.upstream import Pool, UpstreamResponse
+from parity.diff import Observation
 
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -42,6 +46,8 @@ _DROP_REQUEST = frozenset(
         b"content-length",
         b"x-request-id",
         b"expect",
+        b"x-force-backend",
+        b"x-gateway-admin-token",
     }
 )
 _SPOOFABLE_PREFIXES = (b"x-user-", b"x-identity-", b"x-forwarded-")
@@ -61,6 +67,7 @@ _DROP_RESPONSE = frozenset(
     }
 )
 FALLBACK_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 _BUFFER_LIMIT = 1024 * 1024
 
 
@@ -83,6 +90,7 @@ class Runtime:
     verifier: TokenVerifier
     metrics: Metrics
     retry_budget: RetryBudget
+    shadow: Shadow
 
 
 class Truncated(Exception):
@@ -222,6 +230,58 @@ def _upstream_headers(
     return forwarded
 
 
+def _choose_cluster(
+    rt: Runtime,
+    route: Route | None,
+    principal: Principal | None,
+    headers: dict[bytes, bytes],
+    scope: dict[str, Any],
+) -> tuple[str, bool]:
+    """The cluster for this request, and whether QA forced it (``X-Force-Backend`` + admin token)."""
+    default = rt.table.default_cluster
+    if route is None:
+        return default, False
+    force = headers.get(b"x-force-backend")
+    if force in (b"legacy", b"candidate") and hmac.compare_digest(
+        headers.get(b"x-gateway-admin-token", b""), rt.settings.admin_token.encode()
+    ):
+        rt.metrics.decisions.labels(route.id, force.decode(), "forced").inc()
+        return (route.candidate if force == b"candidate" else default), True
+    context = EvaluationContext(
+        user_id=principal.user_id if principal else "",
+        session_id=headers.get(b"x-device-id", b"").decode("latin-1"),
+        remote_address=(scope.get("client") or ("",))[0],
+        app_version=headers.get(b"x-app-version", b"").decode("latin-1"),
+        platform=headers.get(b"x-platform", b"").decode("latin-1"),
+    )
+    decision = rt.flags.decide(route.id, context)
+    rt.metrics.decisions.labels(route.id, decision.backend, decision.reason).inc()
+    return (route.candidate if decision.backend == "candidate" else default), False
+
+
+def _after_response(
+    rt: Runtime,
+    route: Route,
+    request: tuple[str, bytes, list[tuple[bytes, bytes]]],
+    primary: Observation | None,
+    served_by: str,
+    principal: Principal | None,
+) -> None:
+    """Shadow and capture, after the client has its answer; neither can delay or change it."""
+    method, target, _ = request
+    sample = random.random()  # noqa: S311 - sampling, not security
+    if route.shadow_rate and primary is not None and method in SAFE_METHODS and sample < route.shadow_rate:
+        other = route.candidate if served_by == rt.table.default_cluster else rt.table.default_cluster
+        work = rt.shadow.compare(
+            rt.metrics, route.id, rt.clusters[other].pool, request, primary, served_by, other
+        )
+        rt.shadow.submit(rt.metrics, route.id, work)
+    if route.capture_rate and rt.settings.capture_file and sample < route.capture_rate:
+        path, _, query = target.partition(b"?")
+        line = capture_line(route.id, method, path, query, principal.user_id if principal else None)
+        append_capture(rt.settings.capture_file, line)
+
+
 async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
     started = time.perf_counter()
     headers = dict(scope["headers"])
@@ -242,19 +302,7 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
             rt, route.auth if route else table.default_auth, headers.get(b"authorization")
         )
         body = await _read_body(receive, rt.settings.max_body_bytes, headers.get(b"content-length"))
-        cluster = table.default_cluster
-        if route is not None:
-            context = EvaluationContext(
-                user_id=principal.user_id if principal else "",
-                session_id=headers.get(b"x-device-id", b"").decode("latin-1"),
-                remote_address=(scope.get("client") or ("",))[0],
-                app_version=headers.get(b"x-app-version", b"").decode("latin-1"),
-                platform=headers.get(b"x-platform", b"").decode("latin-1"),
-            )
-            decision = rt.flags.decide(route.id, context)
-            rt.metrics.decisions.labels(route.id, decision.backend, decision.reason).inc()
-            if decision.backend == "candidate":
-                cluster = route.candidate
+        cluster, forced = _choose_cluster(rt, route, principal, headers, scope)
         try:
             upstream_headers = _upstream_headers(
                 scope, request_id, principal, method, raw_path, rt.settings.identity_secret
@@ -268,7 +316,10 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
             response = await _forward(rt, cluster, method, target, upstream_headers, body, route)
         except GatewayError:
             fallback_allowed = (
-                route is not None and cluster != table.default_cluster and method in FALLBACK_METHODS
+                route is not None
+                and not forced
+                and cluster != table.default_cluster
+                and method in FALLBACK_METHODS
             )
             if not fallback_allowed or not rt.retry_budget.spend():
                 raise
@@ -276,7 +327,9 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
             cluster = table.default_cluster
             response = await _forward(rt, cluster, method, target, upstream_headers, body, route)
         served_by, status = cluster, response.status
-        await _relay(response, send, request_id, cluster)
+        primary = await _relay(response, send, request_id, cluster)
+        if route is not None and not forced:
+            _after_response(rt, route, (method, target, upstream_headers), primary, cluster, principal)
     except Reject as reject:
         status = reject.status
         rt.metrics.rejected.labels(reject.code).inc()
@@ -317,7 +370,10 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
             )
 
 
-async def _relay(response: UpstreamResponse, send: Any, request_id: bytes, cluster: str) -> None:
+async def _relay(
+    response: UpstreamResponse, send: Any, request_id: bytes, cluster: str
+) -> Observation | None:
+    """Send the backend's answer on; returns it when it was small enough to hold (for shadow)."""
     headers = [(name, value) for name, value in response.headers if name not in _DROP_RESPONSE]
     headers += [(b"x-request-id", request_id), (b"x-served-by", cluster.encode())]
     length = next((value for name, value in response.headers if name == b"content-length"), None)
@@ -325,7 +381,8 @@ async def _relay(response: UpstreamResponse, send: Any, request_id: bytes, clust
         body = await response.read()
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        return
+        kept = {name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers}
+        return Observation.of(response.status, kept, body)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     try:
         async for chunk in response.chunks():
@@ -335,3 +392,4 @@ async def _relay(response: UpstreamResponse, send: Any, request_id: bytes, clust
     finally:
         response.release(reusable=False)
     await send({"type": "http.response.body", "body": b""})
+    return None

@@ -46,7 +46,10 @@ class Route:
     auth: str
     connect_timeout: float | None = None
     read_timeout: float | None = None
-    shadow_sample: float = 0.0
+    # Share of GET/HEAD requests also sent to the other backend and compared (after the answer).
+    shadow_rate: float = 0.0
+    # Share of requests written to the capture file (method, path, query, persona; never secrets).
+    capture_rate: float = 0.0
 
 
 @dataclass(slots=True)
@@ -126,6 +129,13 @@ def _route(raw: Mapping[str, Any], clusters: Mapping[str, Cluster], default_auth
         raise RouteTableError(f"route {route_id}: auth must be one of {AUTH_MODES}")
     methods = frozenset(str(m).upper() for m in raw.get("methods", ["GET", "HEAD"]))
     shadow = raw.get("shadow") or {}
+    capture = raw.get("capture") or {}
+    rates = {
+        "shadow": float(shadow.get("sample_rate", 0.0)),
+        "capture": float(capture.get("sample_rate", 0.0)),
+    }
+    if not all(0.0 <= rate <= 1.0 for rate in rates.values()):
+        raise RouteTableError(f"route {route_id}: sample_rate must be between 0 and 1")
     return Route(
         id=route_id,
         methods=methods,
@@ -135,7 +145,8 @@ def _route(raw: Mapping[str, Any], clusters: Mapping[str, Cluster], default_auth
         auth=str(auth),
         connect_timeout=raw.get("connect_timeout"),
         read_timeout=raw.get("read_timeout"),
-        shadow_sample=float(shadow.get("sample", 0.0)),
+        shadow_rate=rates["shadow"],
+        capture_rate=rates["capture"],
     )
 
 

@@ -32,6 +32,7 @@ class GatewaySettings:
     routes_file: Path
     max_body_bytes: int
     max_token_cache: int
+    capture_file: Path | None
 
     def cluster_urls(self) -> dict[str, str]:
         return {
@@ -74,4 +75,5 @@ def load_settings(env: Mapping[str, str] = os.environ) -> GatewaySettings:
         routes_file=Path(env.get("ROUTES_FILE", str(DEFAULT_ROUTES_FILE))),
         max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
         max_token_cache=_int(env, "GATEWAY_TOKEN_CACHE", 100_000),
+        capture_file=Path(env["GATEWAY_CAPTURE_FILE"]) if env.get("GATEWAY_CAPTURE_FILE") else None,
     )
