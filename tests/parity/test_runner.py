@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
-
 from xml.etree import ElementTree as ET
 
 import httpx
