@@ -175,3 +175,7 @@ def run(
         raise typer.Exit(code=2)
     if counts["mismatch"]:
         raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":
+    app()

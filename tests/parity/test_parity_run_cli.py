@@ -1,0 +1,83 @@
+"""`parity run` over the whole corpus against a running monolith and both services, as QA runs it:
+each side on its own copy of the seeded data, writes included; exit 0 and reports written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from parity.corpus import load_cases
+from tests.support.servers import free_port, legacy_env, legacy_server, seeded_copies, serve
+
+SECRET = "parity-cli-identity-secret"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_parity_run_over_the_whole_corpus_exits_0(tmp_path: Path):
+    with ExitStack() as stack, seeded_copies(tmp_path, ("control", "candidate"), None, SECRET) as urls:
+        control = stack.enter_context(
+            legacy_server(legacy_env(tmp_path, urls["control"], SECRET), tmp_path / "a.log")
+        )
+        candidate_env = legacy_env(tmp_path, urls["candidate"], SECRET)
+        setup = stack.enter_context(legacy_server(candidate_env, tmp_path / "b.log"))
+        services = {}
+        for name in ("reviews", "recommendations"):
+            port = free_port()
+            env = {**candidate_env, f"{name.upper()}_URL": f"http://127.0.0.1:{port}"}
+            services[name] = stack.enter_context(
+                serve([sys.executable, "-m", f"services.{name}"], env, port, tmp_path / f"{name}.log")
+            )
+        report = tmp_path / "report"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "parity.cli",
+                "run",
+                "--control",
+                control,
+                "--setup-candidate",
+                setup,
+                "--candidate",
+                f"reviews={services['reviews']}",
+                "--candidate",
+                f"recommendations={services['recommendations']}",
+                "--writes",
+                "--report",
+                str(report),
+            ],
+            env={**os.environ, "IDENTITY_SECRET": SECRET, "COLUMNS": "160"},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 mismatch, 0 errors, 0 skipped" in result.stdout
+    suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert int(suite.get("tests", "0")) == len(load_cases()) >= 150
+    assert suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert "all match" in (report / "parity.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--control", "http://127.0.0.1:9"], "give --gateway, or --control and at least one --candidate"),
+        (["--control", "http://127.0.0.1:9", "--candidate", "nourl"], "--candidate takes CLUSTER=URL"),
+        (["--control", "http://127.0.0.1:9", "--candidate", "reviews=http://127.0.0.1:9"], "cannot reach"),
+    ],
+)
+def test_usage_and_connection_errors_exit_2(args, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "parity.cli", "run", *args], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
