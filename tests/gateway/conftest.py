@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -35,6 +36,9 @@ class Stack:
     recording_gateway: str  # every cluster is the recorder; JWKS from the real monolith
     dead_candidate_gateway: str  # reviews service unreachable, reviews routes flagged on
     gateway_var: Path
+    shadow_gateway: str  # real backends; reviews.summary and reviews.create shadowed, summary captured
+    capture_file: Path
+    stalled_shadow_gateway: str  # shadows go to a candidate that accepts connections and never answers
 
     def token(self, username: str = "demo1") -> str:
         response = httpx.post(
@@ -149,6 +153,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
             workers=1,
         )
+        shadowed = routes
+        for route_id in ("reviews.summary", "reviews.create", "reviews.list"):
+            marker = f'id = "{route_id}"\n'
+            shadowed = shadowed.replace(
+                marker, marker + "shadow = {sample_rate = 1.0}\ncapture = {sample_rate = 1.0}\n"
+            )
+        shadow_routes = work / "shadow-routes.toml"
+        shadow_routes.write_text(shadowed)
+        capture_file = work / "capture.jsonl"
+        shadow, _ = _gateway(
+            stack,
+            work,
+            "gw-shadow",
+            {**backends, "ROUTES_FILE": str(shadow_routes), "GATEWAY_CAPTURE_FILE": str(capture_file)},
+            workers=1,
+        )
+        stalled_socket = stack.enter_context(socket.create_server(("127.0.0.1", 0), backlog=1024))
+        stalled, _ = _gateway(
+            stack,
+            work,
+            "gw-stalled-shadow",
+            {
+                **backends,
+                "ROUTES_FILE": str(shadow_routes),
+                "REVIEWS_URL": f"http://127.0.0.1:{stalled_socket.getsockname()[1]}",
+            },
+            workers=1,
+        )
         yield Stack(
             work=work,
             database=Path(database_url.removeprefix("sqlite:///")),
@@ -161,6 +193,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             recording_gateway=recording,
             dead_candidate_gateway=dead,
             gateway_var=gateway_var,
+            shadow_gateway=shadow,
+            capture_file=capture_file,
+            stalled_shadow_gateway=stalled,
         )
 
 
