@@ -11,7 +11,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/legacy
 NODE_DIR := .cache/node
 NODE_STAMP := $(NODE_DIR)/.installed-stamp
 
-.PHONY: install node-deps run test test-sqlite test-postgres lint format lock clean
+.PHONY: install node-deps browser-deps run test test-sqlite test-postgres lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,12 +30,18 @@ $(NODE_STAMP): tests/support/node/package.json tests/support/node/package-lock.j
 
 node-deps: $(NODE_STAMP)
 
+# Headless Chromium renders the parity HTML report in a test (Debian's package; only when missing).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "== installing chromium (Debian package) for the report rendering test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 run: install
 	$(BIN)/python scripts/run_stack.py
 
 test: lint test-sqlite test-postgres
 
-test-sqlite: install node-deps
+test-sqlite: install node-deps browser-deps
 	env -u DATABASE_URL $(BIN)/pytest
 
 # Under CI=true PostgreSQL is required: an unreachable server fails the run.

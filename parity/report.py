@@ -193,6 +193,11 @@ def write_html(path: Path, results: Sequence[CaseResult], config: RunConfig) -> 
         )
         if result.error:
             items += f"<li class='bad'>error: {html.escape(result.error)}</li>"
+        if result.noise:
+            noisy = ", ".join(f"<code>{html.escape(d.where)}</code>" for d in result.noise)
+            items += f"<li class='meta'>noise, not counted (differs between two control calls): {noisy}</li>"
+        for difference, reason in result.ignored:
+            items += f"<li class='meta'>ignored <code>{html.escape(difference.where)}</code>: {html.escape(reason)}</li>"
         table = ""
         if result.control is not None and result.candidate is not None:
             table = differ.make_table(
