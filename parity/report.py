@@ -197,7 +197,8 @@ def write_html(path: Path, results: Sequence[CaseResult], config: RunConfig) -> 
             noisy = ", ".join(f"<code>{html.escape(d.where)}</code>" for d in result.noise)
             items += f"<li class='meta'>noise, not counted (differs between two control calls): {noisy}</li>"
         for difference, reason in result.ignored:
-            items += f"<li class='meta'>ignored <code>{html.escape(difference.where)}</code>: {html.escape(reason)}</li>"
+            place, why = html.escape(difference.where), html.escape(reason)
+            items += f"<li class='meta'>ignored <code>{place}</code>: {why}</li>"
         table = ""
         if result.control is not None and result.candidate is not None:
             table = differ.make_table(
