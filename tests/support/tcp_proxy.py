@@ -24,15 +24,16 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            if not self._open.is_set():
-                client.close()
-                continue
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:
                 client.close()
                 continue
-            with self._lock:
+            with self._lock:  # decided under the lock, so a cut() cannot miss a connection
+                if not self._open.is_set():
+                    client.close()
+                    upstream.close()
+                    continue
                 self._connections += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -48,8 +49,8 @@ class TcpProxy:
 
     def cut(self) -> None:
         """Refuse new connections and drop the open ones."""
-        self._open.clear()
         with self._lock:
+            self._open.clear()
             for sock in self._connections:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
