@@ -131,19 +131,22 @@ def _constraint(constraint: Mapping[str, Any]) -> Predicate:
 
 
 def _sticky_id(context: Context, stickiness: str) -> str | None:
+    """Unleash counts a field as present when it is set at all, even to an empty string."""
     if stickiness == "default":
-        value = context.get("userId") or context.get("sessionId")
-        return str(value) if value else str(random.randint(1, 100_000))  # noqa: S311 - Unleash's own rule
+        for field in ("userId", "sessionId"):
+            if context.get(field) is not None:
+                return str(context[field])
+        return str(random.randint(1, 100_000))  # noqa: S311 - Unleash's own rule
     if stickiness == "random":
         return str(random.randint(1, 100_000))  # noqa: S311
     value = _field(context, stickiness)
-    return None if value is None or value == "" else str(value)
+    return None if value is None else str(value)
 
 
 def _rollout(field: str, percentage: int, group_id: str) -> Predicate:
     def by_field(context: Context) -> bool:
         value = context.get(field)
-        return bool(value) and normalized_value(str(value), group_id) <= percentage
+        return value is not None and normalized_value(str(value), group_id) <= percentage
 
     return by_field
 
@@ -154,8 +157,8 @@ def _strategy_body(strategy: Mapping[str, Any], feature: str) -> Predicate:
     if name == "default":
         return lambda context: True
     if name == "userWithId":
-        users = frozenset(part.strip() for part in str(params.get("userIds", "")).split(",") if part.strip())
-        return lambda context: str(context.get("userId", "")) in users
+        users = frozenset(part.strip() for part in str(params.get("userIds", "")).split(","))
+        return lambda context: context.get("userId") is not None and str(context["userId"]) in users
     if name == "gradualRolloutUserId":
         return _rollout("userId", _percentage(params.get("percentage")), str(params.get("groupId", feature)))
     if name == "gradualRolloutSessionId":

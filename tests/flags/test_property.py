@@ -3,7 +3,6 @@ answers exactly as UnleashClient does."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,6 @@ from UnleashClient.cache import FileCache
 
 from flags.unleash import Toggles
 
-_names = itertools.count()
 IDS = st.sampled_from(["", "1", "2", "42", "1001", "user-7", "김민준", "a:b", "99999"])
 WORDS = st.sampled_from(["ios", "android", "web", "iOS", "3.2.1", "10", "7.5", "-1", "beta", ""])
 PROPERTY = st.sampled_from(["platform", "appVersion", "tier"])
@@ -92,8 +90,10 @@ def _strategy(feature: str) -> st.SearchStrategy[dict[str, Any]]:
 @st.composite
 def documents(draw: st.DrawFn) -> dict[str, Any]:
     features = []
-    for _ in range(draw(st.integers(1, 3))):
-        name = f"route.prop.{next(_names)}"
+    for index in range(draw(st.integers(1, 3))):
+        name = (
+            f"route.prop.{index}.{draw(st.integers(0, 999))}"  # from the draw, so a failure replays exactly
+        )
         features.append(
             {
                 "name": name,
@@ -113,6 +113,8 @@ def contexts(draw: st.DrawFn) -> dict[str, Any]:
     context["userId" if user or not session else "sessionId"] = user or session or "1"
     if session and user:
         context["sessionId"] = session
+    if draw(st.integers(0, 5)) == 0:
+        context["userId"] = ""  # present but empty: Unleash hashes it like any other value
     if draw(st.booleans()):
         context["remoteAddress"] = draw(
             st.sampled_from(["10.0.0.1", "10.0.0.77", "192.168.1.7", "::1", "8.8.8.8"])
