@@ -114,3 +114,24 @@ def test_capture_writes_replayable_lines_without_secrets(stack: Stack):
     assert last["persona"] == "user:3"
     cases = load_capture(stack.capture_file)
     assert any(case.route == "reviews.list" and case.request.persona == "user:3" for case in cases)
+
+
+def test_parity_run_through_the_gateway_forces_each_backend(stack: Stack):
+    import asyncio
+
+    from parity.corpus import load_cases
+    from parity.runner import RunConfig, Runner
+
+    reads = [case for case in load_cases() if case.request.method == "GET" and not case.setup]
+    config = RunConfig(gateway=stack.gateway, admin_token=ADMIN_TOKEN)
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await Runner(config, client).run(reads)
+
+    results = asyncio.run(go())
+    assert len(results) == len(reads) > 100
+    mismatches = [
+        (r.case.id, [str(d) for d in r.differences], r.error) for r in results if r.status != "match"
+    ]
+    assert mismatches == []
