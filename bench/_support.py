@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def legacy_command(port: int, workers: int = 1, threads: int = 4) -> list[str]:
+    """The monolith as make run serves it (gunicorn gthread), on ``port``."""
+    return [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "legacy_django.config.wsgi:application",
+        f"--bind=127.0.0.1:{port}",
+        "--worker-class=gthread",
+        f"--workers={workers}",
+        f"--threads={threads}",
+        "--no-control-socket",
+    ]
+
+
+def write_result(name: str, data: object) -> Path:
+    """bench/results/<name>.json"""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
 
 
 def free_port() -> int:

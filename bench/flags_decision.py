@@ -23,6 +23,7 @@ from UnleashClient import UnleashClient
 from UnleashClient.cache import FileCache
 from UnleashClient.utils import InstanceAllowType
 
+from bench._support import write_result
 from flags import EvaluationContext, Flags
 from flags.overrides import FileOverrideStore
 from flags.providers import FileFlagProvider
@@ -117,9 +118,7 @@ def main() -> int:
         f"UnleashClient / ours at p50: {result['ratio_p50']:.1f}x; "
         f"answers agree on {result['agreement']} users"
     )
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "flags_decision.json").write_text(json.dumps(result, indent=2))
+    write_result("flags_decision", result)
     return 0
 
 

@@ -24,10 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import identity
-from bench._support import free_port, server, wrk
+from bench._support import free_port, legacy_command, server, write_result, wrk
 from flags.settings import DEFAULT_FLAGS
 
-BIN = Path(sys.executable).parent
 SECRET = "bench-identity-secret"  # noqa: S105 - a throwaway secret for local servers
 
 
@@ -68,15 +67,7 @@ def main() -> int:
         "UNLEASH_URL": "",
     }
     commands = {
-        "legacy": [
-            str(BIN / "gunicorn"),
-            "legacy_django.config.wsgi:application",
-            f"--bind=127.0.0.1:{ports['legacy']}",
-            "--worker-class=gthread",
-            "--workers=1",
-            "--threads=4",
-            "--no-control-socket",
-        ],
+        "legacy": legacy_command(ports["legacy"]),
         "reviews": [sys.executable, "-m", "services.reviews"],
         "gateway": [sys.executable, "-m", "gateway"],
     }
@@ -124,12 +115,8 @@ def main() -> int:
             if through["non_2xx"] or direct["non_2xx"]:
                 bad = f"direct {direct['non_2xx']:.0f}, gateway {through['non_2xx']:.0f}"
                 print(f"  warning: non-2xx answers ({bad})")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
     settings = {"duration_s": options.duration, "connections": options.connections, "workers": 1}
-    (out / "gateway_overhead.json").write_text(
-        json.dumps({"settings": settings, "results": results}, indent=2)
-    )
+    write_result("gateway_overhead", {"settings": settings, "results": results})
     return 0
 
 

@@ -12,7 +12,6 @@ bench/results/legacy_vs_service.json. Loopback only, bounded by --duration.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -25,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import identity
-from bench._support import free_port, server, wrk
+from bench._support import free_port, legacy_command, server, write_result, wrk
 
-BIN = Path(sys.executable).parent
 SECRET = "bench-identity-secret"  # noqa: S105 - a throwaway secret for local servers
 ENDPOINTS = [
     ("reviews.list", "reviews", "/api/v1/reviews/items/1", "size=20"),
@@ -69,15 +67,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "legacy_django", *args], env=env, cwd=ROOT, check=True)
     ports = {name: free_port() for name in ("legacy", "reviews", "recommendations")}
     commands = {
-        "legacy": [
-            str(BIN / "gunicorn"),
-            "legacy_django.config.wsgi:application",
-            f"--bind=127.0.0.1:{ports['legacy']}",
-            "--worker-class=gthread",
-            "--workers=1",
-            "--threads=4",
-            "--no-control-socket",
-        ],
+        "legacy": legacy_command(ports["legacy"]),
         "reviews": [sys.executable, "-m", "services.reviews"],
         "recommendations": [sys.executable, "-m", "services.recommendations"],
     }
@@ -98,12 +88,8 @@ def main() -> int:
                 f"{route:<24}{legacy['rps']:>14.0f}{candidate['rps']:>15.0f}{ratio:>7.1f}x"
                 f"{legacy['p99_ms']:>10.1f}ms{candidate['p99_ms']:>8.1f}ms"
             )
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
     settings = {"duration_s": options.duration, "connections": options.connections, "workers": 1}
-    (out / "legacy_vs_service.json").write_text(
-        json.dumps({"settings": settings, "results": results}, indent=2)
-    )
+    write_result("legacy_vs_service", {"settings": settings, "results": results})
     return 0
 
 

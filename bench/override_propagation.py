@@ -12,7 +12,6 @@ writes bench/results/override_propagation.json. Uses Redis database 15 on 127.0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis
 
+from bench._support import write_result
 from flags.model import Override
 from flags.overrides import AUDIT_STREAM, HASH_KEY, RedisOverrideStore
 from tests.support.override_worker import start_workers, stop_workers
@@ -77,9 +77,7 @@ def main() -> int:
     print(f"{options.flips} flips x {options.workers} worker processes = {len(ordered)} samples")
     p50, p99, worst = result["p50_ms"], result["p99_ms"], result["max_ms"]
     print(f"propagation p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "override_propagation.json").write_text(json.dumps(result, indent=2))
+    write_result("override_propagation", result)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import httpx
 import uvloop
 
-from bench._support import free_port, server
+from bench._support import free_port, server, write_result
 from gateway.upstream import Pool
 
 HEADERS = {"x-request-id": "bench", "x-user-id": "1", "x-user-scopes": "user", "accept": "application/json"}
@@ -125,11 +124,7 @@ def main() -> int:
                 continue
             results[name] = {"rps": rps, "cpu_us_per_request": cpu}
             print(f"{name:<26}{rps:>10.0f}{cpu:>20.1f}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "transport_compare.json").write_text(
-        json.dumps({"settings": vars(options), "results": results}, indent=2)
-    )
+    write_result("transport_compare", {"settings": vars(options), "results": results})
     return 0
 
 

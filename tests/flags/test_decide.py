@@ -12,6 +12,7 @@ from flags import EvaluationContext, Flags, Override
 from flags.overrides import FileOverrideStore
 from flags.providers import FileFlagProvider
 from flags.unleash import Toggles
+from tests.support.waiting import eventually
 
 
 def toggle(route: str, *, enabled: bool = True, rollout: int = 100) -> dict:
@@ -157,7 +158,7 @@ def test_file_provider_hot_reloads_and_keeps_the_last_good_file(paths):
     provider.start()
     try:
         write_flags(paths["flags"], toggle("reviews.list"))
-        assert _eventually(lambda: flags.decide("reviews.list", USER).backend == "candidate")
+        assert eventually(lambda: flags.decide("reviews.list", USER).backend == "candidate")
         paths["flags"].write_text("{not json")
         time.sleep(0.1)
         assert provider.error is not None
@@ -185,12 +186,3 @@ def test_context_maps_to_unleash_fields():
         "properties": {"appVersion": "3.1", "platform": "ios"},
     }
     assert EvaluationContext().unleash() == {}
-
-
-def _eventually(check, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return False

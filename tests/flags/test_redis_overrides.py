@@ -19,6 +19,7 @@ from flags.overrides import AUDIT_STREAM, HASH_KEY, OverrideStoreError, RedisOve
 from tests.conftest import require_service
 from tests.support.override_worker import start_workers, stop_workers
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import eventually
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,15 +49,6 @@ def override(route: str, backend: str = "candidate", **extra) -> Override:
         at=time.time(),
         **extra,
     )  # type: ignore[arg-type]
-
-
-def eventually(check, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def test_a_change_reaches_another_store_and_is_audited(redis_url):

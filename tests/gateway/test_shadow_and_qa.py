@@ -9,6 +9,7 @@ import httpx
 
 from parity.capture import load_capture
 from tests.gateway.conftest import ADMIN_TOKEN, Stack
+from tests.support.waiting import eventually
 
 SUMMARY = "/api/v1/reviews/items/1/summary"
 
@@ -22,15 +23,6 @@ def _shadow_counts(url: str) -> dict[tuple[str, str], float]:
             result = labels.split('result="')[1].split('"')[0]
             counts[(route, result)] = float(value)
     return counts
-
-
-def _eventually(check, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_forced_backend_needs_the_admin_token_and_is_stripped(clean_recorder: Stack):
@@ -68,7 +60,7 @@ def test_shadow_compares_with_the_other_backend_and_counts_matches(stack: Stack)
     before = _shadow_counts(stack.shadow_gateway).get(("reviews.summary", "match"), 0)
     for _ in range(5):
         assert httpx.get(f"{stack.shadow_gateway}{SUMMARY}").headers["x-served-by"] == "legacy"
-    assert _eventually(
+    assert eventually(
         lambda: _shadow_counts(stack.shadow_gateway).get(("reviews.summary", "match"), 0) >= before + 5
     )
     admin = httpx.get(
@@ -101,7 +93,7 @@ def test_capture_writes_replayable_lines_without_secrets(stack: Stack):
     token = stack.token("demo3")
     listing = "/api/v1/reviews/items/2"
     httpx.get(f"{stack.shadow_gateway}{listing}?size=2", headers={"Authorization": f"Bearer {token}"})
-    assert _eventually(lambda: stack.capture_file.exists() and listing in stack.capture_file.read_text())
+    assert eventually(lambda: stack.capture_file.exists() and listing in stack.capture_file.read_text())
     text = stack.capture_file.read_text()
     assert token[:20] not in text and "Bearer" not in text
     last = [json.loads(line) for line in text.splitlines() if listing in line][-1]
