@@ -44,10 +44,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(command: list[str], env: Mapping[str, str], port: int) -> Iterator[str]:
-    process = subprocess.Popen(
-        command, env=dict(env), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def server_process(command: list[str], env: Mapping[str, str], port: int) -> Iterator[tuple[str, int]]:
+    """Start ``command``; yields its URL (once ``port`` accepts) and its pid; stops it after."""
+    quiet = subprocess.DEVNULL
+    process = subprocess.Popen(command, env=dict(env), cwd=ROOT, stdout=quiet, stderr=quiet)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -58,17 +58,23 @@ def server(command: list[str], env: Mapping[str, str], port: int) -> Iterator[st
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"{command[0]} did not start") from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
+@contextmanager
+def server(command: list[str], env: Mapping[str, str], port: int) -> Iterator[str]:
+    with server_process(command, env, port) as (url, _):
+        yield url
+
+
 def wrk(
-    url: str, *, duration: int, connections: int, headers: Mapping[str, str] | None = None
+    url: str, *, duration: int, connections: int, headers: Mapping[str, str] | None = None, threads: int = 1
 ) -> dict[str, float]:
-    """req/s, p50 and p99 in ms, and non-2xx count from one wrk run (1 thread)."""
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    """req/s, p50 and p99 in ms, and non-2xx count from one wrk run."""
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
     output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout

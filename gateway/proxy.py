@@ -192,11 +192,11 @@ async def _forward(
         )
     except UpstreamError as exc:
         runtime.breaker.record(False)
-        rt.metrics.upstream_errors.labels(name, exc.stage).inc()
+        rt.metrics.child(rt.metrics.upstream_errors, name, exc.stage).inc()
         raise
     finally:
         runtime.bulkhead.leave()
-        rt.metrics.breaker_state.labels(name).set(STATE_VALUES[runtime.breaker.state])
+        rt.metrics.child(rt.metrics.breaker_state, name).set(STATE_VALUES[runtime.breaker.state])
     runtime.breaker.record(response.status < 500)
     return response
 
@@ -245,7 +245,7 @@ def _choose_cluster(
     if force in (b"legacy", b"candidate") and hmac.compare_digest(
         headers.get(b"x-gateway-admin-token", b""), rt.settings.admin_token.encode()
     ):
-        rt.metrics.decisions.labels(route.id, force.decode(), "forced").inc()
+        rt.metrics.child(rt.metrics.decisions, route.id, force.decode(), "forced").inc()
         return (route.candidate if force == b"candidate" else default), True
     context = EvaluationContext(
         user_id=principal.user_id if principal else "",
@@ -255,7 +255,7 @@ def _choose_cluster(
         platform=headers.get(b"x-platform", b"").decode("latin-1"),
     )
     decision = rt.flags.decide(route.id, context)
-    rt.metrics.decisions.labels(route.id, decision.backend, decision.reason).inc()
+    rt.metrics.child(rt.metrics.decisions, route.id, decision.backend, decision.reason).inc()
     return (route.candidate if decision.backend == "candidate" else default), False
 
 
@@ -323,16 +323,17 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
             )
             if not fallback_allowed or not rt.retry_budget.spend():
                 raise
-            rt.metrics.fallbacks.labels(route.id).inc()  # type: ignore[union-attr]
+            rt.metrics.child(rt.metrics.fallbacks, route.id).inc()  # type: ignore[union-attr]
             cluster = table.default_cluster
             response = await _forward(rt, cluster, method, target, upstream_headers, body, route)
         served_by, status = cluster, response.status
-        primary = await _relay(response, send, request_id, cluster)
+        shadowing = route is not None and route.shadow_rate > 0 and not forced
+        primary = await _relay(response, send, request_id, cluster, keep=shadowing)
         if route is not None and not forced:
             _after_response(rt, route, (method, target, upstream_headers), primary, cluster, principal)
     except Reject as reject:
         status = reject.status
-        rt.metrics.rejected.labels(reject.code).inc()
+        rt.metrics.child(rt.metrics.rejected, reject.code).inc()
         await _send_error(send, reject, request_id)
     except (CircuitOpen, Overloaded) as exc:
         status = 503
@@ -353,27 +354,25 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
     finally:
         elapsed = time.perf_counter() - started
         route_id = route.id if route else "unmatched"
-        rt.metrics.requests.labels(route_id, served_by, f"{status // 100}xx").inc()
-        rt.metrics.duration.labels(route_id, served_by).observe(elapsed)
+        rt.metrics.child(rt.metrics.requests, route_id, served_by, f"{status // 100}xx").inc()
+        rt.metrics.child(rt.metrics.duration, route_id, served_by).observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
+            # Every field comes from a safe alphabet (request ids are validated): no JSON encoder needed.
             access_log.info(
-                json.dumps(
-                    {
-                        "request_id": request_id.decode(),
-                        "method": method,
-                        "route": route_id,
-                        "backend": served_by,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    }
-                )
+                '{"request_id":"%s","method":"%s","route":"%s","backend":"%s","status":%d,"duration_ms":%.3f}',
+                request_id.decode(),
+                method,
+                route_id,
+                served_by,
+                status,
+                elapsed * 1000,
             )
 
 
 async def _relay(
-    response: UpstreamResponse, send: Any, request_id: bytes, cluster: str
+    response: UpstreamResponse, send: Any, request_id: bytes, cluster: str, keep: bool = False
 ) -> Observation | None:
-    """Send the backend's answer on; returns it when it was small enough to hold (for shadow)."""
+    """Send the backend's answer on; with ``keep``, return it if it was small enough to hold (for shadow)."""
     headers = [(name, value) for name, value in response.headers if name not in _DROP_RESPONSE]
     headers += [(b"x-request-id", request_id), (b"x-served-by", cluster.encode())]
     length = next((value for name, value in response.headers if name == b"content-length"), None)
@@ -381,6 +380,8 @@ async def _relay(
         body = await response.read()
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        if not keep:
+            return None
         kept = {name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers}
         return Observation.of(response.status, kept, body)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})

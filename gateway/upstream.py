@@ -122,6 +122,19 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(request)
 
+    async def wait_head(self, timeout: float) -> tuple[int, Headers]:
+        """Status and headers, or ``UpstreamTimeout``; a timer, not ``wait_for``, which costs a task."""
+        if not self.head.done():
+            timer = asyncio.get_running_loop().call_later(timeout, self._head_timeout, timeout)
+            try:
+                return await self.head
+            finally:
+                timer.cancel()
+        return self.head.result()
+
+    def _head_timeout(self, timeout: float) -> None:
+        self._fail(UpstreamTimeout("response_headers", f"no response within {timeout}s"))
+
     async def next_chunk(self, timeout: float) -> bytes | None:
         """The next body chunk, or None at the end."""
         while not self.chunks:
@@ -246,23 +259,21 @@ class Pool:
     ) -> UpstreamResponse:
         """Send one request; the caller must consume ``chunks()`` or call ``release``."""
         payload = self._encode(method, target, headers, body)
-        try:
-            # Waiting for a free connection counts against the connect timeout.
-            await asyncio.wait_for(self._slots.acquire(), connect_timeout)
-        except TimeoutError:
-            raise UpstreamTimeout("connect", f"all connections to {self.host}:{self.port} busy") from None
+        if self._slots.locked():
+            try:
+                # Waiting for a free connection counts against the connect timeout.
+                await asyncio.wait_for(self._slots.acquire(), connect_timeout)
+            except TimeoutError:
+                raise UpstreamTimeout("connect", f"all connections to {self.host}:{self.port} busy") from None
+        else:
+            await self._slots.acquire()  # free: no timer, no extra task on the common path
         attempts = 2 if method in IDEMPOTENT else 1
         try:
             for attempt in range(attempts):
                 connection = await self._checkout(connect_timeout)
                 connection.send(payload, head_only=method == "HEAD")
                 try:
-                    status, response_headers = await asyncio.wait_for(
-                        asyncio.shield(connection.head), read_timeout
-                    )
-                except TimeoutError:
-                    connection.close()
-                    raise UpstreamTimeout("response_headers", f"no response within {read_timeout}s") from None
+                    status, response_headers = await connection.wait_head(read_timeout)
                 except UpstreamConnectError as exc:
                     connection.close()
                     stale = connection.reused and exc.stage == "request"
