@@ -11,7 +11,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/legacy
 NODE_DIR := .cache/node
 NODE_STAMP := $(NODE_DIR)/.installed-stamp
 
-.PHONY: install node-deps browser-deps run test test-sqlite test-postgres lint format lock clean
+.PHONY: install node-deps browser-deps bench-tools bench run test test-sqlite test-postgres lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,16 @@ test-postgres: install
 	else \
 		echo "== PostgreSQL not reachable on 127.0.0.1:5432: skipping the PostgreSQL pass (never skipped under CI=true)"; \
 	fi
+
+# nginx and wrk from Debian's packages (only when missing) and the Python extras the benchmarks use.
+bench-tools: install
+	@command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; }
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
+
+# Benchmarks: never part of `make test`. QUICK=1 for a short run (< 2 min).
+bench: bench-tools
+	$(BIN)/python bench/run_all.py $(if $(QUICK),--quick,)
 
 lint: install
 	$(BIN)/ruff check .

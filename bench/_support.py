@@ -78,6 +78,11 @@ def wrk(
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
     output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """req/s, p50 and p99 in ms, and the non-2xx count from wrk's --latency output."""
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
     def latency(label: str) -> float:

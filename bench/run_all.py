@@ -1,0 +1,195 @@
+"""``make bench``: every benchmark in one run, tables printed, JSON per scenario, a markdown summary.
+
+    .venv/bin/python bench/run_all.py [--quick]
+
+Scenarios (each a script in bench/, runnable alone): proxy overhead vs nginx, legacy vs service on
+PostgreSQL, upstream clients, route matching, flag decisions, override propagation through Redis.
+Ratios are against baselines measured in the same run. Loopback only; bounded in time
+(full < 10 min, --quick < 2 min on 2 cores). Writes bench/results/summary.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._support import RESULTS
+
+PG_BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop_bench")
+
+
+def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
+    short = "3" if quick else "8"
+    pg_env = {"DATABASE_URL": PG_BENCH_URL}
+    return [
+        (
+            "proxy_overhead",
+            ["bench/proxy_overhead.py", "--duration", short, *([] if quick else ["--big"])],
+            {},
+        ),
+        ("legacy_vs_service", ["bench/legacy_vs_service.py", "--duration", "3" if quick else "6"], pg_env),
+        ("transport_compare", ["bench/transport_compare.py", "--requests", "5000" if quick else "20000"], {}),
+        ("route_match", ["bench/route_match.py"], {}),
+        ("flags_decision", ["bench/flags_decision.py", "--calls", "20000" if quick else "100000"], {}),
+        ("override_propagation", ["bench/override_propagation.py", "--flips", "50" if quick else "100"], {}),
+    ]
+
+
+def _ensure_pg_database() -> None:
+    import psycopg
+
+    name = PG_BENCH_URL.rsplit("/", 1)[1]
+    admin = PG_BENCH_URL.rsplit("/", 1)[0].replace("postgres://", "postgresql://", 1) + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _summary() -> str:
+    parts = [
+        "# Benchmark summary",
+        "",
+        f"Run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+        f"{os.cpu_count()} cores. Ratios are against a baseline measured in the same run.",
+        "",
+    ]
+    proxy = _load("proxy_overhead")
+    if proxy:
+        parts += [
+            "## Proxy overhead (x nginx proxy_pass, 1 worker each unless stated)",
+            "",
+            _table(
+                ["setup", "req/s", "x nginx proxy", "p50 ms", "p99 ms", "CPU µs/req", "RSS MB"],
+                [
+                    [
+                        name,
+                        f"{r['rps']:.0f}",
+                        f"{r['ratio_to_nginx_proxy']:.2f}",
+                        f"{r['p50_ms']:.2f}",
+                        f"{r['p99_ms']:.2f}",
+                        f"{r['cpu_us_per_request']:.0f}",
+                        f"{r['rss_mb']:.0f}",
+                    ]
+                    for name, r in proxy["rows"].items()
+                ],
+            ),
+            "",
+            f"Added p50 at light load (4 connections): {proxy['added_p50_ms_light']:.2f} ms.",
+            "",
+        ]
+    legacy = _load("legacy_vs_service")
+    if legacy:
+        parts += [
+            "## Legacy vs service (PostgreSQL, one worker each)",
+            "",
+            _table(
+                ["route", "legacy req/s", "service req/s", "x legacy", "legacy p99 ms", "service p99 ms"],
+                [
+                    [
+                        r["route"],
+                        f"{r['legacy']['rps']:.0f}",
+                        f"{r['service']['rps']:.0f}",
+                        f"{r['ratio']:.1f}",
+                        f"{r['legacy']['p99_ms']:.1f}",
+                        f"{r['service']['p99_ms']:.1f}",
+                    ]
+                    for r in legacy["results"]
+                ],
+            ),
+            "",
+        ]
+    transport = _load("transport_compare")
+    if transport:
+        parts += [
+            "## Upstream clients",
+            "",
+            _table(
+                ["client", "req/s", "client CPU µs/req"],
+                [
+                    [name, f"{r['rps']:.0f}", f"{r['cpu_us_per_request']:.1f}"]
+                    for name, r in transport["results"].items()
+                ],
+            ),
+            "",
+        ]
+    flags = _load("flags_decision")
+    if flags:
+        parts += [
+            "## Flag decision",
+            "",
+            _table(
+                ["evaluator", "p50 µs", "p99 µs"],
+                [
+                    ["flags.decide", f"{flags['ours']['p50_us']:.2f}", f"{flags['ours']['p99_us']:.2f}"],
+                    [
+                        "UnleashClient.is_enabled",
+                        f"{flags['unleash_client']['p50_us']:.2f}",
+                        f"{flags['unleash_client']['p99_us']:.2f}",
+                    ],
+                ],
+            ),
+            "",
+            f"Ratio at p50: {flags['ratio_p50']:.1f}x.",
+            "",
+        ]
+    propagation = _load("override_propagation")
+    if propagation:
+        parts += [
+            "## Override propagation through Redis",
+            "",
+            f"{propagation['flips']} flips x {propagation['workers']} worker processes: p50 "
+            f"{propagation['p50_ms']:.2f} ms, p99 {propagation['p99_ms']:.2f} ms, "
+            f"max {propagation['max_ms']:.2f} ms.",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    quick = parser.parse_args().quick
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for stale in RESULTS.glob("*.json"):
+        stale.unlink()
+    _ensure_pg_database()
+    failed = []
+    for name, args, env in _scenarios(quick):
+        print(f"\n== {name}", flush=True)
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, *args], cwd=ROOT, env={**os.environ, **env}, check=False)
+        print(f"   ({time.monotonic() - started:.0f}s)")
+        if result.returncode != 0:
+            failed.append(name)
+    summary = RESULTS / "summary.md"
+    summary.write_text(_summary())
+    print(f"\nwrote {summary}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
