@@ -40,6 +40,7 @@ def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
         ("route_match", ["bench/route_match.py"], {}),
         ("flags_decision", ["bench/flags_decision.py", "--calls", "20000" if quick else "100000"], {}),
         ("override_propagation", ["bench/override_propagation.py", "--flips", "50" if quick else "100"], {}),
+        ("incident_replay", ["bench/incident_replay.py", *(["--quick"] if quick else [])], {}),
     ]
 
 
@@ -154,6 +155,26 @@ def _summary() -> str:
             f"{propagation['flips']} flips x {propagation['workers']} worker processes: p50 "
             f"{propagation['p50_ms']:.2f} ms, p99 {propagation['p99_ms']:.2f} ms, "
             f"max {propagation['max_ms']:.2f} ms.",
+            "",
+        ]
+    incident = _load("incident_replay")
+    if incident:
+        writes = incident["writes"]
+        recovery = incident["recovery_s"]
+        parts += [
+            "## Incident replay: the 8 pm push spike",
+            "",
+            f"Legacy capacity {incident['legacy_capacity']}; spike {incident['spike_rps']:.0f} req/s; "
+            f"`flagctl flip-all --to candidate` at {incident['flip_at_s']:.0f} s.",
+            "",
+            f"- before the flip: error rate {incident['before_flip']['error_rate'] * 100:.1f} %, "
+            f"worst p99 {incident['before_flip']['p99_ms_max']:.0f} ms",
+            f"- recovery (error rate < 0.1 % and p99 < {incident['p99_bound_ms']:.0f} ms for 3 s): "
+            + (f"{recovery:.0f} s after the flip" if recovery is not None else "not within the run"),
+            f"- writes: {writes['acknowledged_201']} acknowledged, {writes['in_database']} in the database, "
+            f"{writes['client_timeouts']} client timeouts, {writes['attempted']} attempted",
+            "",
+            "![incident replay](incident_replay.png)",
             "",
         ]
     return "\n".join(parts)
