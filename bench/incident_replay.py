@@ -21,8 +21,10 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -30,10 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aiohttp
+import psutil
 import psycopg
 import redis
 
-from bench._support import RESULTS, free_port, legacy_command, server, write_result
+from bench._support import RESULTS, free_port, legacy_command, server_process, write_result
 
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop_bench")
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -51,17 +54,19 @@ async def _load(
     seconds: int,
     ramp: float,
     spike: float,
-    flip_at: int,
+    events: list[tuple[float, str, Callable[[], None]]],
     marker: str,
-    env: dict[str, str],
-) -> tuple[list[tuple[float, float, int]], float]:
-    """Open loop: requests leave on schedule whatever the answers; (sent_at, latency_ms, status or 0)."""
+) -> tuple[list[tuple[float, float, int]], dict[str, float]]:
+    """Open loop: requests leave on schedule whatever the answers; (sent_at, latency_ms, status or 0).
+
+    ``events`` (second, name, action) run once each at their second; returns when each ran.
+    """
     results: list[tuple[float, float, int]] = []
     timeout = aiohttp.ClientTimeout(total=2.0)
     connector = aiohttp.TCPConnector(limit=600)
     routes = [name for name, weight in MIX for _ in range(weight)]
     rng = random.Random(7)  # noqa: S311 - a load mix, not security
-    flipped_at = 0.0
+    happened: dict[str, float] = {}
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
     ) as session:
@@ -93,21 +98,10 @@ async def _load(
         tasks: set[asyncio.Task[None]] = set()
         next_at = start
         while (now := time.monotonic()) - start < seconds:
-            if not flipped_at and now - start >= flip_at:
-                flipped_at = now - start
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "flags.cli",
-                    "flip-all",
-                    "--to",
-                    "candidate",
-                    "--reason",
-                    "incident replay",
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            for at, name, action in events:
+                if name not in happened and now - start >= at:
+                    happened[name] = now - start
+                    action()
             while next_at <= now:
                 task = asyncio.create_task(one(next_at, rng.choice(routes)))
                 tasks.add(task)
@@ -115,7 +109,7 @@ async def _load(
                 next_at += 1.0 / _rate(next_at - start, ramp, spike)
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
-    return [(sent - start, latency, status) for sent, latency, status in results], flipped_at
+    return [(sent - start, latency, status) for sent, latency, status in results], happened
 
 
 def _per_second(results: list[tuple[float, float, int]], seconds: int) -> list[dict[str, float]]:
@@ -137,9 +131,9 @@ def _per_second(results: list[tuple[float, float, int]], seconds: int) -> list[d
     return rows
 
 
-def _recovery(rows: list[dict[str, float]], flip_at: float) -> float | None:
+def _recovery(rows: list[dict[str, float]], flip_at: float, until: float = 1e9) -> float | None:
     for row in rows:
-        if row["second"] < flip_at:
+        if row["second"] < flip_at or row["second"] >= until:
             continue
         run = [r for r in rows if row["second"] <= r["second"] < row["second"] + 3]
         if len(run) == 3 and all(r["error_rate"] < 0.001 and r["p99_ms"] < P99_BOUND_MS for r in run):
@@ -147,7 +141,7 @@ def _recovery(rows: list[dict[str, float]], flip_at: float) -> float | None:
     return None
 
 
-def _chart(rows: list[dict[str, float]], flip_at: float, path: Path) -> None:
+def _chart(rows: list[dict[str, float]], events: dict[str, float], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,9 +160,17 @@ def _chart(rows: list[dict[str, float]], flip_at: float, path: Path) -> None:
     axes[2].set_ylabel("p99 ms")
     axes[2].set_xlabel("seconds")
     axes[2].legend(loc="upper left")
-    for axis in axes:
-        axis.axvline(flip_at, color="black", linestyle="--")
-    axes[0].set_title("8 pm push spike replay: all hot routes on legacy, then flagctl flip-all (dashed)")
+    styles = {
+        "flip-all": ("black", "--"),
+        "candidate breaks": ("tab:red", ":"),
+        "route back": ("tab:green", "--"),
+    }
+    for name, at in events.items():
+        color, style = styles[name]
+        for axis in axes:
+            axis.axvline(at, color=color, linestyle=style)
+        axes[0].annotate(name, (at, axes[0].get_ylim()[1] * 0.92), rotation=90, fontsize=8, ha="right")
+    axes[0].set_title("8 pm spike replay: legacy saturates; flip-all; a candidate breaks; its routes go back")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
@@ -179,7 +181,9 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="shorter phases")
     quick = parser.parse_args().quick
-    seconds, flip_at, ramp, spike = (30, 14, 6.0, 320.0) if quick else (60, 30, 15.0, 400.0)
+    seconds, flip_at, break_at, back_at, ramp, spike = (
+        (50, 14, 32, 36, 6.0, 320.0) if quick else (80, 30, 50, 56, 15.0, 400.0)
+    )
     marker = f"spike-{uuid.uuid4().hex[:8]}"
     admin = redis.Redis.from_url(REDIS_URL)
     admin.delete("gateway:overrides", "gateway:audit")
@@ -207,10 +211,15 @@ def main() -> int:
         "gateway": [sys.executable, "-m", "gateway"],
     }
     with ExitStack() as stack:
-        urls = {name: stack.enter_context(server(commands[name], env, ports[name])) for name in commands}
-        tokens = []
+        started = {
+            name: stack.enter_context(server_process(commands[name], env, ports[name])) for name in commands
+        }
+        urls = {name: url for name, (url, _) in started.items()}
+        broken = psutil.Process(started["recommendations"][1])
+        stack.callback(lambda: broken.resume() if broken.is_running() else None)
         import httpx
 
+        tokens = []
         for n in range(1, 21):
             response = httpx.post(
                 f"{urls['gateway']}/api/v1/auth/token",
@@ -218,13 +227,42 @@ def main() -> int:
                 json={"username": f"user{n:05d}", "password": "demo-password"},
             )
             tokens.append(response.json()["access_token"])
-        print(
-            f"stack up; {len(tokens)} users signed in; spike {spike:.0f} req/s, flip at {flip_at} s",
-            flush=True,
-        )
-        results, flipped = asyncio.run(
-            _load(urls["gateway"], tokens, seconds, ramp, spike, flip_at, marker, env)
-        )
+        print(f"stack up; {len(tokens)} users signed in; spike {spike:.0f} req/s", flush=True)
+
+        def flagctl(*args: str) -> None:
+            subprocess.Popen(
+                [sys.executable, "-m", "flags.cli", *args, "--reason", "incident replay"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        def route_back() -> None:
+            # Through the admin API (same store and audit trail as flagctl): three flagctl processes
+            # starting at once would steal the 2 cores from the load being measured.
+            token = env.get("GATEWAY_ADMIN_TOKEN", "dev-only-admin-token")
+
+            def send() -> None:
+                for route in ("recommendations.home", "recommendations.similar", "recommendations.recent"):
+                    httpx.post(
+                        f"{urls['gateway']}/_gateway/admin/overrides",
+                        timeout=5,
+                        headers={"Authorization": f"Bearer {token}"},
+                        json={
+                            "route": route,
+                            "backend": "legacy",
+                            "reason": "incident replay: candidate broken",
+                        },
+                    )
+
+            threading.Thread(target=send, daemon=True).start()
+
+        events: list[tuple[float, str, Callable[[], None]]] = [
+            (flip_at, "flip-all", lambda: flagctl("flip-all", "--to", "candidate")),
+            (break_at, "candidate breaks", broken.suspend),  # the recommendations service hangs
+            (back_at, "route back", route_back),
+        ]
+        results, happened = asyncio.run(_load(urls["gateway"], tokens, seconds, ramp, spike, events, marker))
         time.sleep(1)
     admin.delete("gateway:overrides", "gateway:audit")
     rows = _per_second(results, seconds)
@@ -235,8 +273,11 @@ def main() -> int:
     creates = [status for _, _, status in results if status <= 0]
     acknowledged = sum(1 for status in creates if status == -201)
     timed_out = sum(1 for status in creates if status == 0)
+    flipped = happened["flip-all"]
     before = [r for r in rows if 3 <= r["second"] < flipped]
-    recovery = _recovery(rows, flipped)
+    recovery = _recovery(rows, flipped, until=happened["candidate breaks"])
+    broken_rows = [r for r in rows if happened["candidate breaks"] <= r["second"] < happened["route back"]]
+    recovery_back = _recovery(rows, happened["route back"])
     summary = {
         "legacy_capacity": "gunicorn 1 worker x 2 threads",
         "spike_rps": spike,
@@ -246,6 +287,13 @@ def main() -> int:
             "p99_ms_max": max((r["p99_ms"] for r in before), default=0.0),
         },
         "recovery_s": recovery,
+        "candidate_broken": {
+            "at_s": happened["candidate breaks"],
+            "routed_back_at_s": happened["route back"],
+            "error_rate": sum(r["errors"] for r in broken_rows)
+            / max(1, sum(r["requests"] for r in broken_rows)),
+            "recovery_s": recovery_back,
+        },
         "p99_bound_ms": P99_BOUND_MS,
         "writes": {
             "acknowledged_201": acknowledged,
@@ -256,13 +304,20 @@ def main() -> int:
         "per_second": rows,
     }
     write_result("incident_replay", summary)
-    _chart(rows, flipped, RESULTS / "incident_replay.png")
+    _chart(rows, happened, RESULTS / "incident_replay.png")
     print(
         f"before the flip: error rate {summary['before_flip']['error_rate'] * 100:.1f} %, "
         f"worst p99 {summary['before_flip']['p99_ms_max']:.0f} ms"
     )
-    recovered = f"{recovery:.0f} s" if recovery is not None else "not within the run"
-    print(f"recovery after flip-all: {recovered}")
+
+    def seconds_or_not(value: float | None) -> str:
+        return f"{value:.0f} s" if value is not None else "not within the run"
+
+    print(f"recovery after flip-all: {seconds_or_not(recovery)}")
+    print(
+        f"candidate broken: error rate {summary['candidate_broken']['error_rate'] * 100:.1f} %; "
+        f"recovery after routing it back: {seconds_or_not(recovery_back)}"
+    )
     print(
         f"writes: {acknowledged} acknowledged (201), {written} in the database, {timed_out} client timeouts "
         f"of {len(creates)} attempted"
