@@ -171,6 +171,7 @@ def _summary() -> str:
             f"worst p99 {incident['before_flip']['p99_ms_max']:.0f} ms",
             f"- recovery (error rate < 0.1 % and p99 < {incident['p99_bound_ms']:.0f} ms for 3 s): "
             + (f"{recovery:.0f} s after the flip" if recovery is not None else "not within the run"),
+            _broken_line(incident["candidate_broken"]),
             f"- writes: {writes['acknowledged_201']} acknowledged, {writes['in_database']} in the database, "
             f"{writes['client_timeouts']} client timeouts, {writes['attempted']} attempted",
             "",
@@ -178,6 +179,15 @@ def _summary() -> str:
             "",
         ]
     return "\n".join(parts)
+
+
+def _broken_line(broken: dict) -> str:
+    recovery = broken["recovery_s"]
+    return (
+        f"- a candidate breaks (recommendations hangs) at {broken['at_s']:.0f} s: error rate "
+        f"{broken['error_rate'] * 100:.1f} % until its routes go back to legacy at {broken['routed_back_at_s']:.0f} s; "
+        + (f"recovered {recovery:.0f} s later" if recovery is not None else "no recovery within the run")
+    )
 
 
 def _load(name: str) -> dict | None:
