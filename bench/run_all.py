@@ -185,7 +185,8 @@ def _broken_line(broken: dict) -> str:
     recovery = broken["recovery_s"]
     return (
         f"- a candidate breaks (recommendations hangs) at {broken['at_s']:.0f} s: error rate "
-        f"{broken['error_rate'] * 100:.1f} % until its routes go back to legacy at {broken['routed_back_at_s']:.0f} s; "
+        f"{broken['error_rate'] * 100:.1f} % until its routes go back to legacy "
+        f"at {broken['routed_back_at_s']:.0f} s; "
         + (f"recovered {recovery:.0f} s later" if recovery is not None else "no recovery within the run")
     )
 
