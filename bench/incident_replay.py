@@ -59,8 +59,12 @@ async def _load(
 ) -> tuple[list[tuple[float, float, int]], dict[str, float]]:
     """Open loop: requests leave on schedule whatever the answers; (sent_at, latency_ms, status or 0).
 
+    Needs aiohttp (``pip install -e '.[bench]'``; make bench does it).
+
     ``events`` (second, name, action) run once each at their second; returns when each ran.
     """
+    import aiohttp  # a bench extra: imported here so --help works without it
+
     results: list[tuple[float, float, int]] = []
     timeout = aiohttp.ClientTimeout(total=2.0)
     connector = aiohttp.TCPConnector(limit=600)

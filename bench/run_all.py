@@ -40,6 +40,7 @@ def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
         ("route_match", ["bench/route_match.py"], {}),
         ("flags_decision", ["bench/flags_decision.py", "--calls", "20000" if quick else "100000"], {}),
         ("override_propagation", ["bench/override_propagation.py", "--flips", "50" if quick else "100"], {}),
+        ("unleash_propagation", ["bench/unleash_propagation.py", "--flips", "6" if quick else "20"], {}),
         ("incident_replay", ["bench/incident_replay.py", *(["--quick"] if quick else [])], {}),
     ]
 
@@ -155,6 +156,15 @@ def _summary() -> str:
             f"{propagation['flips']} flips x {propagation['workers']} worker processes: p50 "
             f"{propagation['p50_ms']:.2f} ms, p99 {propagation['p99_ms']:.2f} ms, "
             f"max {propagation['max_ms']:.2f} ms.",
+            "",
+        ]
+    unleash = _load("unleash_propagation")
+    if unleash:
+        parts += [
+            f"For comparison, a change made in Unleash reaches {unleash['providers']} providers polling "
+            f"every {unleash['refresh_seconds']:.0f} s in p50 {unleash['p50_ms']:.0f} ms, "
+            f"p99 {unleash['p99_ms']:.0f} ms ({unleash['flips']} flips); at the default 15 s refresh, "
+            "up to ~16 s.",
             "",
         ]
     incident = _load("incident_replay")

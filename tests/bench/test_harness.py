@@ -46,6 +46,8 @@ def test_microsecond_and_second_latencies_are_converted():
         "flags_decision.py",
         "override_propagation.py",
         "transport_compare.py",
+        "unleash_propagation.py",
+        "incident_replay.py",
     ],
 )
 def test_every_benchmark_script_starts(script):
