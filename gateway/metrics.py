@@ -19,6 +19,7 @@ class Metrics:
     decisions: Counter
     rejected: Counter
     shadow: Counter
+    in_flight: Gauge
     _children: dict[tuple[int, tuple[str, ...]], Any] = field(default_factory=dict)
 
     def child(self, metric: Any, *labels: str) -> Any:
@@ -75,6 +76,11 @@ class Metrics:
                 "gateway_shadow_total",
                 "Shadow comparisons by route and result (match, mismatch, error, dropped)",
                 ["route", "result"],
+                registry=registry,
+            ),
+            in_flight=Gauge(
+                "gateway_requests_in_flight",
+                "Requests being handled now (the autoscaler's signal)",
                 registry=registry,
             ),
             rejected=Counter(

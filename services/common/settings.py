@@ -50,7 +50,8 @@ def load_settings(name: str, env: Mapping[str, str] = os.environ) -> ServiceSett
         raise SettingsError("IDENTITY_SECRET must be set when GATEWAY_ENV=production")
     return ServiceSettings(
         name=name,
-        host=url.hostname or "127.0.0.1",
+        # {PREFIX}_HOST overrides the bind address (containers bind 0.0.0.0 while others call them by name).
+        host=env.get(f"{prefix}_HOST") or url.hostname or "127.0.0.1",
         port=url.port or default_port,
         workers=_int(env, f"{prefix}_WORKERS", 1),
         database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir / 'legacy.sqlite3'}"),

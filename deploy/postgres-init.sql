@@ -1,0 +1,2 @@
+-- Unleash keeps its data in its own database on the same PostgreSQL.
+CREATE DATABASE unleash OWNER shop;
