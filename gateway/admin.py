@@ -8,12 +8,16 @@ Admin endpoints need ``Authorization: Bearer $GATEWAY_ADMIN_TOKEN``:
 * ``DELETE /_gateway/admin/overrides?route=…&reason=…`` (``route=*`` releases all)
 * ``POST /_gateway/admin/reload``: re-read the route table file
 * ``GET  /_gateway/admin/shadow``: shadow requests in flight and the last mismatches
+* ``GET  /_gateway/admin/audit?limit=50``: the last changes, newest first
+
+``/_gateway/console/`` serves the ops console (static files in ``gateway/console``) that uses this API.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from flags.model import Override
 from flags.overrides import OverrideStoreError
@@ -70,6 +75,7 @@ async def metrics(request: Request) -> Response:
 
 
 def _route_rows(rt: Runtime) -> list[dict[str, Any]]:
+    last = {entry.route: entry.to_json() for entry in rt.flags.overrides.audit(limit=500)}
     rows = []
     for route in rt.table.routes:
         state = rt.flags.describe(route.id)
@@ -85,6 +91,9 @@ def _route_rows(rt: Runtime) -> list[dict[str, Any]]:
                 "reason": state.reason,
                 "override": state.override.to_json() if state.override else None,
                 "breaker": rt.clusters[route.candidate].breaker.state,
+                "live": rt.live.snapshot(route.id),
+                "shadow_match_rate": rt.shadow.match_rate(route.id),
+                "last_change": last.get(route.id),
             }
         )
     return rows
@@ -103,6 +112,10 @@ async def admin(request: Request) -> Response:
     try:
         if action == "routes" and request.method == "GET":
             return JSONResponse({"routes": _route_rows(rt)})
+        if action == "audit" and request.method == "GET":
+            limit = min(int(request.query_params.get("limit", "50") or 50), 500)
+            entries = rt.flags.overrides.audit(limit=limit)
+            return JSONResponse({"entries": [entry.to_json() for entry in reversed(entries)]})
         if action == "shadow" and request.method == "GET":
             return JSONResponse({"in_flight": rt.shadow.in_flight, "mismatches": list(rt.shadow.mismatches)})
         if action == "reload" and request.method == "POST":
@@ -190,9 +203,13 @@ def _release(request: Request, rt: Runtime) -> Response:
     return JSONResponse({"changes": [entry.to_json() for entry in entries]})
 
 
+CONSOLE_DIR = Path(__file__).with_name("console")
+
+
 def admin_app() -> Starlette:
     return Starlette(
         routes=[
+            Mount("/_gateway/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
             Route("/_gateway/health", health),
             Route("/_gateway/ready", ready),
             Route("/_gateway/metrics", metrics),

@@ -17,6 +17,7 @@ import httpx
 from flags import build_flags, load_flags_settings
 from gateway.admin import admin_app
 from gateway.auth import Jwks, TokenVerifier
+from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.proxy import ClusterRuntime, Runtime, handle
 from gateway.resilience import Bulkhead, CircuitBreaker, RetryBudget
@@ -81,6 +82,7 @@ class GatewayApp:
             metrics=Metrics.create(),
             retry_budget=RetryBudget(),
             shadow=Shadow(),
+            live=LiveStats(),
         )
         self.admin.state.runtime = self.runtime
 

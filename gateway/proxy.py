@@ -20,6 +20,7 @@ import identity
 from flags import EvaluationContext, Flags
 from gateway.auth import Principal, TokenVerifier
 from gateway.errors import CircuitOpen, GatewayError, Overloaded, TokenInvalid, UpstreamError, UpstreamTimeout
+from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker, RetryBudget
 from gateway.routes import Cluster, Route, RouteTable, unsafe_path
@@ -91,6 +92,7 @@ class Runtime:
     metrics: Metrics
     retry_budget: RetryBudget
     shadow: Shadow
+    live: LiveStats
 
 
 class Truncated(Exception):
@@ -358,6 +360,8 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         route_id = route.id if route else "unmatched"
         rt.metrics.child(rt.metrics.requests, route_id, served_by, f"{status // 100}xx").inc()
         rt.metrics.child(rt.metrics.duration, route_id, served_by).observe(elapsed)
+        if route is not None:
+            rt.live.record(route_id, served_by, status, elapsed)
         if access_log.isEnabledFor(logging.INFO):
             # Every field comes from a safe alphabet (request ids are validated): no JSON encoder needed.
             access_log.info(

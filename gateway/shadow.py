@@ -40,12 +40,21 @@ class Shadow:
         default_factory=lambda: collections.deque(maxlen=50)
     )
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    counts: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+
+    def _count(self, metrics: Any, route: str, result: str) -> None:
+        self.counts[(route, result)] += 1
+        metrics.shadow.labels(route, result).inc()
+
+    def match_rate(self, route: str) -> float | None:
+        compared = self.counts[(route, "match")] + self.counts[(route, "mismatch")]
+        return round(self.counts[(route, "match")] / compared, 4) if compared else None
 
     def submit(self, metrics: Any, route: str, work: Any) -> None:
         """Start ``work`` (a coroutine) unless too many are running; never waits."""
         if self.in_flight >= self.max_in_flight:
             work.close()
-            metrics.shadow.labels(route, "dropped").inc()
+            self._count(metrics, route, "dropped")
             return
         self.in_flight += 1
         task = asyncio.create_task(work)
@@ -73,13 +82,13 @@ class Shadow:
             )
             body = await response.read()
         except UpstreamError:
-            metrics.shadow.labels(route, "error").inc()
+            self._count(metrics, route, "error")
             return
         other = Observation.of(
             response.status, {k.decode(): v.decode("latin-1") for k, v in response.headers}, body
         )
         differences = compare(primary, other)
-        metrics.shadow.labels(route, "mismatch" if differences else "match").inc()
+        self._count(metrics, route, "mismatch" if differences else "match")
         if differences:
             self.mismatches.append(
                 {

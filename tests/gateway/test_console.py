@@ -1,0 +1,144 @@
+"""The ops console in headless Chromium (Debian's package, driven by Playwright) against a running stack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import IN_CI
+from tests.gateway.conftest import ADMIN_TOKEN, Stack
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if IN_CI:
+            pytest.fail("chromium is required under CI=true (make browser-deps)")
+        pytest.skip("chromium is not installed (make browser-deps)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(f"{stack.gateway}/_gateway/console/")
+    yield page
+    context.close()
+    httpx.delete(
+        f"{stack.gateway}/_gateway/admin/overrides",
+        params={"route": "*", "reason": "console test over"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+
+
+def _open(page: Page, token: str) -> None:
+    page.fill("#token", token)
+    page.click("#login button[type=submit]")
+
+
+def test_a_wrong_token_is_refused_with_a_clear_message(page: Page):
+    _open(page, "not-the-token")
+    expect(page.locator("#status")).to_contain_text("refused")
+    expect(page.locator("#console")).to_be_hidden()
+
+
+def test_flip_all_from_the_console_moves_every_route_and_is_audited(page: Page, stack: Stack):
+    _open(page, ADMIN_TOKEN)
+    rows = page.locator("#routes tbody tr")
+    expect(rows).to_have_count(10)
+    expect(page.locator("#routes td.backend.legacy")).to_have_count(10)
+
+    page.get_by_role("button", name="Flip all to candidate").click()
+    expect(page.locator("#confirm")).to_be_visible()
+    page.fill("#reason", "8 pm push (console test)")
+    page.click("#confirm-button")
+
+    expect(page.locator("#routes td.backend.candidate")).to_have_count(10)
+    expect(page.locator("#audit tbody")).to_contain_text("8 pm push (console test)")
+    expect(page.locator("#audit tbody")).to_contain_text("console")
+    time.sleep(0.1)
+    served = httpx.get(f"{stack.gateway}/api/v1/reviews/items/1/summary").headers["x-served-by"]
+    assert served == "reviews"
+
+
+def test_cancel_changes_nothing_and_the_dialog_needs_a_reason(page: Page):
+    _open(page, ADMIN_TOKEN)
+    expect(page.locator("#routes tbody tr")).to_have_count(10)
+    page.get_by_role("button", name="→ candidate reviews.list").click()
+    page.click("#confirm-button")  # empty reason: the form refuses
+    expect(page.locator("#confirm")).to_be_visible()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(page.locator("#routes tbody tr[data-route='reviews.list'] td.backend")).to_have_text("legacy")
+
+
+def test_keyboard_only_percentage_split(page: Page):
+    _open(page, ADMIN_TOKEN)
+    expect(page.locator("#routes tbody tr")).to_have_count(10)
+    page.get_by_role("button", name="% split reviews.detail").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.type("25")
+    page.locator("#reason").focus()
+    page.keyboard.type("canary by keyboard")
+    page.keyboard.press("Enter")
+    row = page.locator("#routes tbody tr[data-route='reviews.detail']")
+    expect(row.locator("td.backend")).to_have_text("split")
+    expect(row).to_contain_text("25 %")
+
+
+def test_screenshot_under_load(page: Page, stack: Stack, tmp_path: Path):
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=stack.gateway) as client:
+            while not stop.is_set():
+                client.get("/api/v1/reviews/items/1/summary")
+                client.get("/api/v1/reviews/items/2?size=5")
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        _open(page, ADMIN_TOKEN)
+        expect(page.locator("#routes tbody tr")).to_have_count(10)
+        time.sleep(3)
+        page.get_by_role("button", name="→ candidate reviews.summary").click()
+        page.fill("#reason", "busy reviews")
+        page.click("#confirm-button")
+        expect(page.locator("#routes tbody tr[data-route='reviews.summary'] td.backend")).to_have_text(
+            "candidate"
+        )
+        time.sleep(2.5)  # two refreshes with the new split under load
+        target = Path(os.environ.get("CONSOLE_SCREENSHOT") or tmp_path / "console.png")
+        page.screenshot(path=str(target), full_page=True)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    live = page.locator("#routes tbody tr[data-route='reviews.summary'] td")
+    expect(live.nth(5)).to_contain_text(" ms")  # legacy's live figures for the last minute
+    expect(live.nth(6)).to_contain_text(" ms")  # and the candidate's, since the move
