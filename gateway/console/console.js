@@ -49,7 +49,8 @@ function renderRoutes(routes) {
     const row = document.createElement("tr");
     row.dataset.route = route.route;
     cell(row, route.route);
-    cell(row, route.methods.join(",") + " " + route.path);
+    const path = cell(row, route.path);
+    path.title = route.methods.join(", ");
     cell(row, route.backend, "backend " + route.backend);
     cell(row, route.percent === null ? "targeting" : route.percent + " %");
     cell(row, route.source + " · " + route.reason);
@@ -60,12 +61,14 @@ function renderRoutes(routes) {
     const change = route.last_change;
     cell(row, change ? `${change.actor}, ${when(change.at)}: ${change.reason}` : "–");
     const move = cell(row, "", "move");
-    for (const [label, action, to] of [["→ candidate", "route", "candidate"], ["→ legacy", "route", "legacy"],
-                                       ["% split…", "percent", "candidate"], ["release", "release", null]]) {
+    for (const [label, name, action, to] of [["→ cand.", "→ candidate", "route", "candidate"],
+                                             ["→ legacy", "→ legacy", "route", "legacy"],
+                                             ["% split…", "% split", "percent", "candidate"],
+                                             ["release", "release", "release", null]]) {
       const button = document.createElement("button");
       button.type = "button";
       button.textContent = label;
-      button.setAttribute("aria-label", `${label.replace("…", "")} ${route.route}`);
+      button.setAttribute("aria-label", `${name} ${route.route}`);
       button.addEventListener("click", () => ask({ action, route: route.route, to }));
       move.appendChild(button);
     }

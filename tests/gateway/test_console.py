@@ -110,10 +110,12 @@ def test_keyboard_only_percentage_split(page: Page):
 
 
 def test_screenshot_under_load(page: Page, stack: Stack, tmp_path: Path):
+    # The one-worker gateway with shadowing on: its live figures and shadow counts are all in one process.
+    page.goto(f"{stack.shadow_gateway}/_gateway/console/")
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(base_url=stack.gateway) as client:
+        with httpx.Client(base_url=stack.shadow_gateway) as client:
             while not stop.is_set():
                 client.get("/api/v1/reviews/items/1/summary")
                 client.get("/api/v1/reviews/items/2?size=5")
@@ -138,6 +140,11 @@ def test_screenshot_under_load(page: Page, stack: Stack, tmp_path: Path):
         stop.set()
         for thread in threads:
             thread.join()
+        httpx.delete(
+            f"{stack.shadow_gateway}/_gateway/admin/overrides",
+            params={"route": "*", "reason": "test over"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     live = page.locator("#routes tbody tr[data-route='reviews.summary'] td")
     expect(live.nth(5)).to_contain_text(" ms")  # legacy's live figures for the last minute
