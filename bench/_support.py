@@ -97,3 +97,13 @@ def parse_wrk(output: str) -> dict[str, float]:
         "p99_ms": latency("99%"),
         "non_2xx": float(non_2xx.group(1)) if non_2xx else 0.0,
     }
+
+
+def latency_summary(samples_ms: list[float]) -> dict[str, float]:
+    """p50, p99 and max of a list of latencies in milliseconds."""
+    ordered = sorted(samples_ms)
+    return {
+        "p50_ms": ordered[len(ordered) // 2],
+        "p99_ms": ordered[int(len(ordered) * 0.99)],
+        "max_ms": ordered[-1],
+    }

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis
 
-from bench._support import write_result
+from bench._support import latency_summary, write_result
 from flags.model import Override
 from flags.overrides import AUDIT_STREAM, HASH_KEY, RedisOverrideStore
 from tests.support.override_worker import start_workers, stop_workers
@@ -70,9 +70,7 @@ def main() -> int:
         "workers": options.workers,
         "flips": options.flips,
         "samples": len(ordered),
-        "p50_ms": ordered[len(ordered) // 2],
-        "p99_ms": ordered[int(len(ordered) * 0.99)],
-        "max_ms": ordered[-1],
+        **latency_summary(ordered),
     }
     print(f"{options.flips} flips x {options.workers} worker processes = {len(ordered)} samples")
     p50, p99, worst = result["p50_ms"], result["p99_ms"], result["max_ms"]

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._support import write_result
+from bench._support import latency_summary, write_result
 from flags.providers import UnleashProvider
 from tests.support.unleash import installed, unleash_server
 
@@ -76,9 +76,7 @@ def main() -> int:
         "providers": 4,
         "refresh_seconds": options.refresh,
         "samples": len(ordered),
-        "p50_ms": ordered[len(ordered) // 2],
-        "p99_ms": ordered[int(len(ordered) * 0.99)],
-        "max_ms": ordered[-1],
+        **latency_summary(ordered),
     }
     print(
         f"{options.flips} flips x 4 providers, refresh {options.refresh}s: "

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from flags.settings import DEFAULT_FLAGS
-from tests.support.servers import free_port, legacy_env, legacy_server, seeded_copies, serve
+from tests.support.servers import free_port, legacy_env, legacy_server, seeded_copies, serve, service_server
 
 SECRET = "gateway-test-identity-secret"
 ADMIN_TOKEN = "gateway-test-admin-token"
@@ -91,13 +91,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         database_url = urls["shared"]
         env = legacy_env(work, database_url, SECRET)
         legacy = stack.enter_context(legacy_server(env, work / "legacy.log"))
-        services = {}
-        for name in ("reviews", "recommendations"):
-            port = free_port()
-            service_env = {**env, f"{name.upper()}_URL": f"http://127.0.0.1:{port}"}
-            services[name] = stack.enter_context(
-                serve([sys.executable, "-m", f"services.{name}"], service_env, port, work / f"{name}.log")
-            )
+        services = {
+            name: stack.enter_context(service_server(name, env, work / f"{name}.log"))
+            for name in ("reviews", "recommendations")
+        }
         recorder_port = free_port()
         recorder_log = work / "recorded.jsonl"
         recorder = stack.enter_context(

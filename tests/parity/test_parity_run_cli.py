@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from parity.corpus import load_cases
-from tests.support.servers import free_port, legacy_env, legacy_server, seeded_copies, serve
+from tests.support.servers import legacy_env, legacy_server, seeded_copies, service_server
 
 SECRET = "parity-cli-identity-secret"
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +26,10 @@ def test_parity_run_over_the_whole_corpus_exits_0(tmp_path: Path):
         )
         candidate_env = legacy_env(tmp_path, urls["candidate"], SECRET)
         setup = stack.enter_context(legacy_server(candidate_env, tmp_path / "b.log"))
-        services = {}
-        for name in ("reviews", "recommendations"):
-            port = free_port()
-            env = {**candidate_env, f"{name.upper()}_URL": f"http://127.0.0.1:{port}"}
-            services[name] = stack.enter_context(
-                serve([sys.executable, "-m", f"services.{name}"], env, port, tmp_path / f"{name}.log")
-            )
+        services = {
+            name: stack.enter_context(service_server(name, candidate_env, tmp_path / f"{name}.log"))
+            for name in ("reviews", "recommendations")
+        }
         report = tmp_path / "report"
         result = subprocess.run(
             [

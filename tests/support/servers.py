@@ -79,6 +79,15 @@ def legacy_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
         yield url
 
 
+@contextlib.contextmanager
+def service_server(name: str, env: Mapping[str, str], log_path: Path) -> Iterator[str]:
+    """One of the new services (``reviews`` or ``recommendations``) under uvicorn on a free port."""
+    port = free_port()
+    service_env = {**env, f"{name.upper()}_URL": f"http://127.0.0.1:{port}"}
+    with serve([sys.executable, "-m", f"services.{name}"], service_env, port, log_path) as url:
+        yield url
+
+
 def _wait_for_port(port: int, server: subprocess.Popen[bytes], log_path: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
