@@ -106,17 +106,21 @@ def wait_healthy(server: Server, process: subprocess.Popen[bytes], timeout: floa
 
 
 def banner(started: list[Server]) -> str:
-    legacy = next(s.url for s in started if s.name == "gateway")
+    gateway = next(s.url for s in started if s.name == "gateway")
     lines = ["", "The stack is up:"]
     lines += [f"  {s.name:<16} {s.url}" for s in started]
     lines += [
         "",
         "Demo users: demo1 ... demo5, password demo-password",
         "Try:",
-        f"  TOKEN=$(curl -s -X POST {legacy}/api/v1/auth/token -H 'Content-Type: application/json' \\",
+        f"  TOKEN=$(curl -s -X POST {gateway}/api/v1/auth/token -H 'Content-Type: application/json' \\",
         '      -d \'{"username":"demo1","password":"demo-password"}\' \\',
         "      | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{legacy}/api/v1/reviews/items/1?size=3'",
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{gateway}/api/v1/reviews/items/1?size=3'",
+        "",
+        f"Ops console: {gateway}/_gateway/console/",
+        "  (admin token: $GATEWAY_ADMIN_TOKEN, default dev-only-admin-token)",
+        "Move routes: .venv/bin/flagctl status | flip-all --to candidate --reason ...",
         "",
         "Ctrl-C stops everything.",
     ]
