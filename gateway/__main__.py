@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-import logging
+import copy
 import sys
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from gateway.settings import SettingsError, load_settings
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging plus ours: the gateway's JSON lines (one per request) on stderr, in every worker.
+
+    Passed to uvicorn rather than set up here, because each worker process configures logging anew.
+    """
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["line"] = {"format": "%(message)s"}
+    config["handlers"]["gateway"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "line",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["gateway"] = {"handlers": ["gateway"], "level": "INFO", "propagate": False}
+    return config
 
 
 def main() -> None:
@@ -16,7 +34,6 @@ def main() -> None:
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -31,6 +48,7 @@ def main() -> None:
         # The gateway sets X-Forwarded-* itself; never trust a client's.
         proxy_headers=False,
         log_level="warning",
+        log_config=log_config(),
     )
 
 
