@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from flags import build_flags, load_flags_settings
+from gateway.accesslog import AccessLog
 from gateway.admin import admin_app
 from gateway.auth import Jwks, TokenVerifier
 from gateway.live import LiveStats
@@ -37,6 +38,7 @@ class GatewayApp:
         self.runtime: Runtime | None = None
         self._jwks_client: httpx.AsyncClient | None = None
         self._jwks_task: asyncio.Task[None] | None = None
+        self._log_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -83,14 +85,17 @@ class GatewayApp:
             retry_budget=RetryBudget(),
             shadow=Shadow(),
             live=LiveStats(),
+            access_log=AccessLog(enabled=settings.access_log),
         )
         self.admin.state.runtime = self.runtime
+        self._log_task = asyncio.create_task(self.runtime.access_log.run())
 
     async def shutdown(self) -> None:
-        if self._jwks_task is not None:
-            self._jwks_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._jwks_task
+        for task in (self._jwks_task, self._log_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.runtime is not None:
             await self.runtime.shadow.close()
             self.runtime.flags.stop()

@@ -33,6 +33,7 @@ class GatewaySettings:
     max_body_bytes: int
     max_token_cache: int
     capture_file: Path | None
+    access_log: bool
 
     def cluster_urls(self) -> dict[str, str]:
         return {
@@ -76,4 +77,5 @@ def load_settings(env: Mapping[str, str] = os.environ) -> GatewaySettings:
         max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
         max_token_cache=_int(env, "GATEWAY_TOKEN_CACHE", 100_000),
         capture_file=Path(env["GATEWAY_CAPTURE_FILE"]) if env.get("GATEWAY_CAPTURE_FILE") else None,
+        access_log=env.get("GATEWAY_ACCESS_LOG", "true").lower() not in {"0", "false", "no", "off"},
     )
