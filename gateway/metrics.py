@@ -21,6 +21,17 @@ class Metrics:
     shadow: Counter
     in_flight: Gauge
     _children: dict[tuple[int, tuple[str, ...]], Any] = field(default_factory=dict)
+    # Requests in flight: a plain counter the gauge reads at scrape time (no lock per request).
+    _in_flight: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        self.in_flight.set_function(lambda: self._in_flight[0])
+
+    def request_started(self) -> None:
+        self._in_flight[0] += 1
+
+    def request_finished(self) -> None:
+        self._in_flight[0] -= 1
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: prometheus-client's lookup costs microseconds per call."""

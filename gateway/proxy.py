@@ -295,7 +295,7 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     route: Route | None = None
     served_by, status = "gateway", 500
-    rt.metrics.in_flight.inc()
+    rt.metrics.request_started()
     try:
         if unsafe_path(raw_path):
             raise Reject(400, "bad_request", "The request path is not allowed.")
@@ -355,7 +355,7 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         status = 502
         await _send_error(send, Reject(502, "bad_gateway", "The backend could not be reached."), request_id)
     finally:
-        rt.metrics.in_flight.dec()
+        rt.metrics.request_finished()
         elapsed = time.perf_counter() - started
         route_id = route.id if route else "unmatched"
         rt.metrics.child(rt.metrics.requests, route_id, served_by, f"{status // 100}xx").inc()

@@ -112,7 +112,10 @@ def test_health_ready_metrics_and_admin(stack: Stack):
     assert httpx.get(f"{stack.gateway}/_gateway/health").json() == {"status": "ok"}
     ready = httpx.get(f"{stack.gateway}/_gateway/ready")
     assert ready.status_code == 200, ready.text
-    assert "gateway_requests_total" in httpx.get(f"{stack.gateway}/_gateway/metrics").text
+    metrics = httpx.get(f"{stack.gateway}/_gateway/metrics").text
+    assert "gateway_requests_total" in metrics
+    in_flight = [line for line in metrics.splitlines() if line.startswith("gateway_requests_in_flight ")]
+    assert in_flight == ["gateway_requests_in_flight 0.0"], "nothing in flight between requests"
     assert httpx.get(f"{stack.gateway}/_gateway/admin/routes").status_code == 401
     routes = httpx.get(
         f"{stack.gateway}/_gateway/admin/routes", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
