@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -201,11 +200,3 @@ def clean_recorder(stack: Stack) -> Stack:
     if stack.recorder_log.exists():
         stack.recorder_log.unlink()
     return stack
-
-
-def keys_dir(stack: Stack) -> Path:
-    return stack.work / "keys"
-
-
-def copy_flags(source: Path, target: Path) -> None:
-    shutil.copyfile(source, target)
