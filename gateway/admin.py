@@ -30,14 +30,16 @@ from starlette.staticfiles import StaticFiles
 
 from flags.model import Override
 from flags.overrides import OverrideStoreError
+from gateway.errors import envelope
 from gateway.proxy import Runtime
 from gateway.routes import RouteTableError, load_table
 
 
-def _error(status: int, code: str, message: str, request: Request) -> JSONResponse:
-    request_id = request.headers.get("x-request-id", "")
+def _error(
+    status: int, code: str, message: str, request: Request, fields: dict[str, list[str]] | None = None
+) -> JSONResponse:
     return JSONResponse(
-        {"error": {"code": code, "message": message, "request_id": request_id}}, status_code=status
+        envelope(code, message, request.headers.get("x-request-id", ""), fields), status_code=status
     )
 
 
@@ -156,15 +158,7 @@ async def _set_override(request: Request, rt: Runtime) -> Response:
     if ttl is not None and (type(ttl) not in (int, float) or ttl <= 0):
         fields["ttl_seconds"] = ["must be a positive number"]
     if fields:
-        body = {
-            "error": {
-                "code": "validation_error",
-                "message": "The request has invalid fields.",
-                "request_id": request.headers.get("x-request-id", ""),
-                "fields": fields,
-            }
-        }
-        return JSONResponse(body, status_code=400)
+        return _error(400, "validation_error", "The request has invalid fields.", request, fields)
     actor = str(data.get("actor") or "admin-api")
     now = time.time()
     expires_at = now + ttl if ttl else None

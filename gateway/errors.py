@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def envelope(
+    code: str, message: str, request_id: str, fields: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """The JSON error body every client-visible error uses (ARCHITECTURE.md)."""
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
 
 class GatewayError(Exception):
     pass

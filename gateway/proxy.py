@@ -19,7 +19,15 @@ import identity
 from flags import EvaluationContext, Flags
 from gateway.accesslog import AccessLog
 from gateway.auth import Principal, TokenVerifier
-from gateway.errors import CircuitOpen, GatewayError, Overloaded, TokenInvalid, UpstreamError, UpstreamTimeout
+from gateway.errors import (
+    CircuitOpen,
+    GatewayError,
+    Overloaded,
+    TokenInvalid,
+    UpstreamError,
+    UpstreamTimeout,
+    envelope,
+)
 from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker, RetryBudget
@@ -109,7 +117,7 @@ class Reject(Exception):
 
 async def _send_error(send: Any, reject: Reject, request_id: bytes) -> None:
     body = json.dumps(
-        {"error": {"code": reject.code, "message": reject.message, "request_id": request_id.decode()}},
+        envelope(reject.code, reject.message, request_id.decode()),
         separators=(",", ":"),
     ).encode()
     headers = [
