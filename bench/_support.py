@@ -1,19 +1,123 @@
-"""Shared by the benchmarks: start servers on free ports, run wrk, parse its numbers."""
+"""Shared by the benchmarks: what each needs before it starts (checked, or prepared: the benchmark
+database), servers on free ports, wrk runs and their numbers."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+# BENCH_RESULTS moves the output (the harness tests write to a temporary directory).
+RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
+# The PostgreSQL database of the benchmarks that need one (created, migrated and seeded on first use).
+PG_BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop_bench")
+REDIS_ADDRESS = ("127.0.0.1", 6379)
+POSTGRES_ADDRESS = ("127.0.0.1", 5432)
+UNLEASH_PACKAGE = ROOT / ".cache" / "node" / "node_modules" / "unleash-server" / "package.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Needs:
+    """What a benchmark needs that ``make install`` does not give it; each script declares its ``NEEDS``.
+
+    ``make bench`` depends on every target ``make_targets()`` names (a test checks it), so a benchmark
+    run alone says which target to run instead of failing half-way.
+    """
+
+    executables: tuple[str, ...] = ()  # Debian packages: make bench-tools
+    modules: tuple[str, ...] = ()  # the [bench] extra: make bench-tools
+    unleash: bool = False  # unleash-server under .cache/node and node: make node-deps
+    redis: bool = False  # the local Redis (database 14; the tests use 15)
+    postgres: bool = False  # the local PostgreSQL
+
+    def make_targets(self) -> set[str]:
+        targets = set()
+        if self.executables or self.modules:
+            targets.add("bench-tools")
+        if self.unleash:
+            targets.add("node-deps")
+        return targets
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def missing(needs: Needs) -> str | None:
+    """The first prerequisite that is not there, as one line saying what to do; None when all are."""
+    for name in needs.executables:
+        if shutil.which(name) is None:
+            return f"{name} is not installed: run make bench-tools"
+    for module in needs.modules:
+        if importlib.util.find_spec(module) is None:
+            return f"the Python package {module} is not installed: run make bench-tools"
+    if needs.unleash and not (UNLEASH_PACKAGE.exists() and shutil.which("node")):
+        return "unleash-server (under .cache/node) or node is not installed: run make node-deps"
+    if needs.redis and not _reachable(*REDIS_ADDRESS):
+        return "Redis is not reachable on {}:{}: start the local Redis".format(*REDIS_ADDRESS)
+    if needs.postgres and not _reachable(*POSTGRES_ADDRESS):
+        return "PostgreSQL is not reachable on {}:{}: start the local PostgreSQL".format(*POSTGRES_ADDRESS)
+    return None
+
+
+def require(needs: Needs) -> None:
+    """Exit with status 2 and one line on stderr if a prerequisite is missing."""
+    problem = missing(needs)
+    if problem:
+        print(f"{Path(sys.argv[0]).name}: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database ``url`` names if it does not exist (other URLs: nothing to do)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        return
+    import psycopg
+
+    name = parts.path.lstrip("/")
+    admin = parts._replace(scheme="postgresql", path="/postgres", query="").geturl()
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
+            if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"cannot create the benchmark database {name!r} at {parts.hostname}: {first}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def prepare_database(env: Mapping[str, str], *, signing_keys: bool = False) -> None:
+    """Create (PostgreSQL), migrate and seed (large, once) the database ``env`` points the monolith at.
+
+    The default is the SQLite file under VAR_DIR that ``make run`` uses; seeding leaves a database
+    that already has data alone. ``signing_keys`` also creates the token signing key under VAR_DIR.
+    """
+    Path(env.get("VAR_DIR", ROOT / "var")).mkdir(parents=True, exist_ok=True)
+    ensure_database(env.get("DATABASE_URL", ""))
+    steps = [
+        ["migrate", "-v0"],
+        *([["signing_keys", "ensure"]] if signing_keys else []),
+        ["seed", "--scale", "large"],
+    ]
+    for args in steps:
+        subprocess.run([sys.executable, "-m", "legacy_django", *args], env=dict(env), cwd=ROOT, check=True)
 
 
 def legacy_command(port: int, workers: int = 1, threads: int = 4) -> list[str]:

@@ -23,11 +23,12 @@ from UnleashClient import UnleashClient
 from UnleashClient.cache import FileCache
 from UnleashClient.utils import InstanceAllowType
 
-from bench._support import write_result
+from bench._support import Needs, write_result
 from flags import EvaluationContext, Flags
 from flags.overrides import FileOverrideStore
 from flags.providers import FileFlagProvider
 
+NEEDS = Needs()  # the evaluator and UnleashClient come with make install
 DOCUMENT = {
     "version": 1,
     "features": [

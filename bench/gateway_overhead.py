@@ -3,9 +3,11 @@
     .venv/bin/python bench/gateway_overhead.py [--duration 6] [--connections 32]
 
 One uvicorn worker each (service, gateway), the monolith for tokens/JWKS, file flags
-sending the measured routes to the candidate. Rows: reviews.summary (no auth) and
-reviews.list with a Bearer token (the gateway's cached-token path; direct gets the
-identity assertion the gateway would add). Writes bench/results/gateway_overhead.json.
+sending the measured routes to the candidate, over the database DATABASE_URL names
+(default: the SQLite file `make run` uses; a PostgreSQL database is created if missing;
+migrated and seeded here). Rows: reviews.summary (no auth) and reviews.list with a Bearer
+token (the gateway's cached-token path; direct gets the identity assertion the gateway
+would add). Writes bench/results/gateway_overhead.json. Needs wrk (`make bench-tools`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import identity
-from bench._support import free_port, legacy_command, server, write_result, wrk
-from flags.settings import DEFAULT_FLAGS
+from bench._support import (
+    Needs,
+    free_port,
+    legacy_command,
+    prepare_database,
+    require,
+    server,
+    write_result,
+    wrk,
+)
+from flags import default_flags, route_ids
+from flags.routes_file import SHIPPED_ROUTES_FILE
 
+NEEDS = Needs(executables=("wrk",))
 SECRET = "bench-identity-secret"  # noqa: S105 - a throwaway secret for local servers
 
 
@@ -47,8 +60,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--connections", type=int, default=32)
     options = parser.parse_args()
+    require(NEEDS)
     var = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    flags = json.loads(DEFAULT_FLAGS.read_text())
+    flags = default_flags(route_ids(SHIPPED_ROUTES_FILE))
     for feature in flags["features"]:
         feature["enabled"] = feature["name"] in ("route.reviews.summary", "route.reviews.list")
     (var / "flags.json").write_text(json.dumps(flags))
@@ -66,6 +80,7 @@ def main() -> int:
         "REDIS_URL": "",
         "UNLEASH_URL": "",
     }
+    prepare_database(env, signing_keys=True)
     commands = {
         "legacy": legacy_command(ports["legacy"]),
         "reviews": [sys.executable, "-m", "services.reviews"],
@@ -89,6 +104,8 @@ def main() -> int:
                 SECRET,
                 method="GET",
                 path=path,
+                query=query.removeprefix("?"),
+                body=b"",
                 user_id="1" if bearer else "",
                 scopes="user" if bearer else "",
                 request_id="bench",

@@ -2,15 +2,17 @@
 
     .venv/bin/python bench/incident_replay.py [--quick]
 
-Stack: PostgreSQL (BENCH_DATABASE_URL, seeded large), the monolith with a fixed small capacity
-(gunicorn, 1 worker x 2 threads), both services (1 uvicorn worker each), the gateway (2 workers)
-with overrides in Redis (database 15). Open-loop load from 20 signed-in users (tokens fetched
-before the spike): 60 % reviews.list, 15 % reviews.summary, 15 % recommendations.home, 5 %
-reviews.detail, 5 % POST reviews.create; it ramps to a spike and holds; client timeout 2 s.
-At a fixed second, `flagctl flip-all --to candidate` runs. Reported per second: requests, error
-rate, p99; time to recovery (error rate < 0.1 % and p99 < 500 ms for 3 s running); and the write
-check: reviews in the database with this run's marker vs 201 answers. Writes
-bench/results/incident_replay.json and incident_replay.png.
+Stack: PostgreSQL (BENCH_DATABASE_URL, default shop_bench: created if missing, migrated, seeded
+large), the monolith with a fixed small capacity (gunicorn, 1 worker x 2 threads), both services
+(1 uvicorn worker each), the gateway (2 workers) with overrides in Redis
+(database 14; the tests use 15). Open-loop
+load from 20 signed-in users (tokens fetched before the spike): 60 % reviews.list, 15 %
+reviews.summary, 15 % recommendations.home, 5 % reviews.detail, 5 % POST reviews.create; it ramps
+to a spike and holds; client timeout 2 s. At a fixed second, `flagctl flip-all --to candidate`
+runs. Reported per second: requests, error rate, p99; time to recovery (error rate < 0.1 % and
+p99 < 500 ms for 3 s running); and the write check: reviews in the database with this run's
+marker vs 201 answers. Writes bench/results/incident_replay.json and incident_replay.png.
+Needs aiohttp and matplotlib (`make bench-tools`), the local Redis and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -35,10 +37,20 @@ import psutil
 import psycopg
 import redis
 
-from bench._support import RESULTS, free_port, legacy_command, server_process, write_result
+from bench._support import (
+    PG_BENCH_URL,
+    RESULTS,
+    Needs,
+    free_port,
+    legacy_command,
+    prepare_database,
+    require,
+    server_process,
+    write_result,
+)
 
-PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop_bench")
-REDIS_URL = "redis://127.0.0.1:6379/15"
+NEEDS = Needs(modules=("aiohttp", "matplotlib"), redis=True, postgres=True)
+REDIS_URL = "redis://127.0.0.1:6379/14"
 P99_BOUND_MS = 500.0
 MIX = [("list", 60), ("summary", 15), ("home", 15), ("detail", 5), ("create", 5)]
 
@@ -56,15 +68,17 @@ async def _load(
     events: list[tuple[float, str, Callable[[], None]]],
     marker: str,
 ) -> tuple[list[tuple[float, float, int]], dict[str, float]]:
-    """Open loop: requests leave on schedule whatever the answers; (sent_at, latency_ms, status or 0).
+    """Open loop: requests leave on schedule whatever the answers.
 
-    Needs aiohttp (``pip install -e '.[bench]'``; make bench does it).
+    One (sent_at, latency_ms, status or 0 when no answer came, is_create) per request.
+
+    Needs aiohttp (the [bench] extra: ``make bench-tools``).
 
     ``events`` (second, name, action) run once each at their second; returns when each ran.
     """
     import aiohttp  # a bench extra: imported here so --help works without it
 
-    results: list[tuple[float, float, int]] = []
+    results: list[tuple[float, float, int, bool]] = []
     timeout = aiohttp.ClientTimeout(total=2.0)
     connector = aiohttp.TCPConnector(limit=600)
     routes = [name for name, weight in MIX for _ in range(weight)]
@@ -95,7 +109,7 @@ async def _load(
                     status = response.status
             except (TimeoutError, aiohttp.ClientError):
                 status = 0
-            results.append((sent, (time.monotonic() - sent) * 1000, status if kind != "create" else -status))
+            results.append((sent, (time.monotonic() - sent) * 1000, status, kind == "create"))
 
         start = time.monotonic()
         tasks: set[asyncio.Task[None]] = set()
@@ -112,14 +126,14 @@ async def _load(
                 next_at += 1.0 / _rate(next_at - start, ramp, spike)
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
-    return [(sent - start, latency, status) for sent, latency, status in results], happened
+    return [(sent - start, latency, status, create) for sent, latency, status, create in results], happened
 
 
-def _per_second(results: list[tuple[float, float, int]], seconds: int) -> list[dict[str, float]]:
+def _per_second(results: list[tuple[float, float, int, bool]], seconds: int) -> list[dict[str, float]]:
     rows = []
     for second in range(seconds):
-        window = [(lat, status) for sent, lat, status in results if second <= sent < second + 1]
-        errors = sum(1 for _, status in window if abs(status) == 0 or abs(status) >= 500)
+        window = [(lat, status) for sent, lat, status, _ in results if second <= sent < second + 1]
+        errors = sum(1 for _, status in window if status == 0 or status >= 500)
         latencies = sorted(lat for lat, _ in window)
         p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
         rows.append(
@@ -127,11 +141,22 @@ def _per_second(results: list[tuple[float, float, int]], seconds: int) -> list[d
                 "second": second,
                 "requests": len(window),
                 "errors": errors,
+                "no_answer": sum(1 for _, status in window if status == 0),
                 "error_rate": errors / len(window) if window else 0.0,
                 "p99_ms": p99,
             }
         )
     return rows
+
+
+def _writes(results: list[tuple[float, float, int, bool]]) -> dict[str, int]:
+    """The creates: answered 201, got no answer (client timeout or dropped connection), attempted."""
+    creates = [status for _, _, status, create in results if create]
+    return {
+        "acknowledged_201": sum(1 for status in creates if status == 201),
+        "client_timeouts": sum(1 for status in creates if status == 0),
+        "attempted": len(creates),
+    }
 
 
 def _recovery(rows: list[dict[str, float]], flip_at: float, until: float = 1e9) -> float | None:
@@ -184,6 +209,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="shorter phases")
     quick = parser.parse_args().quick
+    require(NEEDS)
     seconds, flip_at, break_at, back_at, ramp, spike = (
         (50, 14, 32, 36, 6.0, 320.0) if quick else (80, 30, 50, 56, 15.0, 400.0)
     )
@@ -193,7 +219,7 @@ def main() -> int:
     ports = {name: free_port() for name in ("legacy", "reviews", "recommendations", "gateway")}
     env = {
         **os.environ,
-        "DATABASE_URL": PG,
+        "DATABASE_URL": PG_BENCH_URL,
         "DJANGO_SETTINGS_MODULE": "legacy_django.config.django.local",
         "REDIS_URL": REDIS_URL,
         "UNLEASH_URL": "",
@@ -204,9 +230,7 @@ def main() -> int:
         "RECOMMENDATIONS_URL": f"http://127.0.0.1:{ports['recommendations']}",
         "VAR_DIR": str(ROOT / "var" / "bench"),
     }
-    (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
-    for args in (["migrate", "-v0"], ["signing_keys", "ensure"], ["seed", "--scale", "large"]):
-        subprocess.run([sys.executable, "-m", "legacy_django", *args], env=env, cwd=ROOT, check=True)
+    prepare_database(env, signing_keys=True)
     commands = {
         "legacy": legacy_command(ports["legacy"], workers=1, threads=2),
         "reviews": [sys.executable, "-m", "services.reviews"],
@@ -269,13 +293,12 @@ def main() -> int:
         time.sleep(1)
     admin.delete("gateway:overrides", "gateway:audit")
     rows = _per_second(results, seconds)
-    with psycopg.connect(PG.replace("postgres://", "postgresql://", 1)) as db:
+    with psycopg.connect(PG_BENCH_URL.replace("postgres://", "postgresql://", 1)) as db:
         written = db.execute(
             "SELECT count(*) FROM reviews_review WHERE body LIKE %s", (marker + "%",)
         ).fetchone()[0]
-    creates = [status for _, _, status in results if status <= 0]
-    acknowledged = sum(1 for status in creates if status == -201)
-    timed_out = sum(1 for status in creates if status == 0)
+    writes = _writes(results)
+    acknowledged, timed_out = writes["acknowledged_201"], writes["client_timeouts"]
     flipped = happened["flip-all"]
     before = [r for r in rows if 3 <= r["second"] < flipped]
     recovery = _recovery(rows, flipped, until=happened["candidate breaks"])
@@ -298,12 +321,7 @@ def main() -> int:
             "recovery_s": recovery_back,
         },
         "p99_bound_ms": P99_BOUND_MS,
-        "writes": {
-            "acknowledged_201": acknowledged,
-            "in_database": written,
-            "client_timeouts": timed_out,
-            "attempted": len(creates),
-        },
+        "writes": {**writes, "in_database": written},
         "per_second": rows,
     }
     write_result("incident_replay", summary)
@@ -323,7 +341,7 @@ def main() -> int:
     )
     print(
         f"writes: {acknowledged} acknowledged (201), {written} in the database, {timed_out} client timeouts "
-        f"of {len(creates)} attempted"
+        f"of {writes['attempted']} attempted"
     )
     print(f"wrote {RESULTS / 'incident_replay.png'}")
     ok = written >= acknowledged and written - acknowledged <= timed_out

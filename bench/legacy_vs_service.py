@@ -4,17 +4,16 @@
 
 Starts the monolith (gunicorn, 1 gthread worker x 4 threads) and each service (uvicorn,
 1 worker) on free ports over the database DATABASE_URL names (default: the SQLite file
-`make run` seeds; seeded here if empty), runs wrk against each hot read as the same
-signed-in user, and prints req/s and p99 side by side with the ratio. Writes
-bench/results/legacy_vs_service.json. Loopback only, bounded by --duration.
+`make run` uses; a PostgreSQL database is created if missing; migrated and seeded here),
+runs wrk against each hot read as the same signed-in user, and prints req/s and p99 side
+by side with the ratio. Writes bench/results/legacy_vs_service.json. Loopback only, bounded
+by --duration. Needs wrk (`make bench-tools`); `make bench` runs it on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -24,8 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import identity
-from bench._support import free_port, legacy_command, server, write_result, wrk
+from bench._support import (
+    Needs,
+    free_port,
+    legacy_command,
+    prepare_database,
+    require,
+    server,
+    write_result,
+    wrk,
+)
 
+NEEDS = Needs(executables=("wrk",))
 SECRET = "bench-identity-secret"  # noqa: S105 - a throwaway secret for local servers
 ENDPOINTS = [
     ("reviews.list", "reviews", "/api/v1/reviews/items/1", "size=20"),
@@ -40,6 +49,8 @@ def _signed_wrk(url: str, path: str, query: str, duration: int, connections: int
         SECRET,
         method="GET",
         path=path,
+        query=query,
+        body=b"",
         user_id="1",
         scopes="user",
         request_id="bench",
@@ -55,16 +66,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
     options = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
-        return 2
+    require(NEEDS)
     env = {
         **os.environ,
         "IDENTITY_SECRET": SECRET,
         "DJANGO_SETTINGS_MODULE": "legacy_django.config.django.local",
     }
-    for args in (["migrate", "-v0"], ["seed", "--scale", "large"]):
-        subprocess.run([sys.executable, "-m", "legacy_django", *args], env=env, cwd=ROOT, check=True)
+    prepare_database(env)
     ports = {name: free_port() for name in ("legacy", "reviews", "recommendations")}
     commands = {
         "legacy": legacy_command(ports["legacy"]),

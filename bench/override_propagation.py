@@ -6,7 +6,7 @@ Starts N worker processes (tests/support/override_worker.py: a RedisOverrideStor
 as a gateway worker holds), flips reviews.list between candidate and legacy F times
 through the store (what flagctl does), and measures, per flip and worker, the time from
 the start of the write to the moment that worker's snapshot shows it. Prints p50/p99/max;
-writes bench/results/override_propagation.json. Uses Redis database 15 on 127.0.0.1:6379.
+writes bench/results/override_propagation.json. Uses Redis database 14 on 127.0.0.1:6379 (the tests use 15).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ sys.path.insert(0, str(ROOT))
 
 import redis
 
-from bench._support import latency_summary, write_result
+from bench._support import Needs, latency_summary, require, write_result
 from flags.model import Override
 from flags.overrides import AUDIT_STREAM, HASH_KEY, RedisOverrideStore
 from tests.support.override_worker import start_workers, stop_workers
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+NEEDS = Needs(redis=True)
+REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
 def main() -> int:
@@ -36,6 +37,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--flips", type=int, default=60)
     options = parser.parse_args()
+    require(NEEDS)
     admin = redis.Redis.from_url(REDIS_URL)
     admin.delete(HASH_KEY, AUDIT_STREAM)  # a clean slate in the benchmark's own database
     writer = RedisOverrideStore(REDIS_URL)

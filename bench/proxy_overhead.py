@@ -29,9 +29,11 @@ import psutil
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from bench._support import free_port, server_process, write_result, wrk
-from flags.settings import DEFAULT_FLAGS
+from bench._support import Needs, free_port, require, server_process, write_result, wrk
+from flags import default_flags, route_ids
+from flags.routes_file import SHIPPED_ROUTES_FILE
 
+NEEDS = Needs(executables=("nginx", "wrk"))
 BODY = json.dumps({"items": [{"id": n, "name": f"item {n}", "price": 1000 + n} for n in range(22)]})
 ROUTES = """
 default_cluster = "legacy"
@@ -128,6 +130,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--big", action="store_true", help="also 1 MB bodies and 1,024 connections")
     options = parser.parse_args()
+    require(NEEDS)
     work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
@@ -141,7 +144,7 @@ def main() -> int:
         algorithm="RS256",
         headers={"kid": "bench"},
     )
-    flags = json.loads(DEFAULT_FLAGS.read_text())
+    flags = default_flags(route_ids(SHIPPED_ROUTES_FILE))
     for feature in flags["features"]:
         feature["enabled"] = feature["name"] == "route.reviews.list"
     (work / "flags.json").write_text(json.dumps(flags))

@@ -2,10 +2,15 @@
 
     .venv/bin/python bench/run_all.py [--quick]
 
-Scenarios (each a script in bench/, runnable alone): proxy overhead vs nginx, legacy vs service on
-PostgreSQL, upstream clients, route matching, flag decisions, override propagation through Redis.
-Ratios are against baselines measured in the same run. Loopback only; bounded in time
-(full < 10 min, --quick < 2 min on 2 cores). Writes bench/results/summary.md.
+Scenarios (every script in bench/, each runnable alone): proxy overhead vs nginx, legacy vs service
+and gateway vs direct on PostgreSQL, upstream clients, route matching, flag decisions, override
+propagation through Redis and through Unleash, the 8 pm spike replay. Ratios are against baselines
+measured in the same run. Loopback only; bounded in time (--quick: about 3 min on 2 cores).
+Writes bench/results/summary.md.
+
+Each script declares what it needs (``NEEDS``: `make bench` depends on `bench-tools` and
+`node-deps` for them) and prepares its database itself; a missing prerequisite fails that
+scenario with one line naming the make target, and the others still run.
 """
 
 from __future__ import annotations
@@ -21,9 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._support import RESULTS
-
-PG_BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop_bench")
+from bench._support import PG_BENCH_URL, RESULTS
 
 
 def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
@@ -36,6 +39,7 @@ def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
             {},
         ),
         ("legacy_vs_service", ["bench/legacy_vs_service.py", "--duration", "3" if quick else "6"], pg_env),
+        ("gateway_overhead", ["bench/gateway_overhead.py", "--duration", "3" if quick else "6"], pg_env),
         ("transport_compare", ["bench/transport_compare.py", "--requests", "5000" if quick else "20000"], {}),
         ("route_match", ["bench/route_match.py"], {}),
         ("flags_decision", ["bench/flags_decision.py", "--calls", "20000" if quick else "100000"], {}),
@@ -43,16 +47,6 @@ def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
         ("unleash_propagation", ["bench/unleash_propagation.py", "--flips", "6" if quick else "20"], {}),
         ("incident_replay", ["bench/incident_replay.py", *(["--quick"] if quick else [])], {}),
     ]
-
-
-def _ensure_pg_database() -> None:
-    import psycopg
-
-    name = PG_BENCH_URL.rsplit("/", 1)[1]
-    admin = PG_BENCH_URL.rsplit("/", 1)[0].replace("postgres://", "postgresql://", 1) + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -114,6 +108,27 @@ def _summary() -> str:
             ),
             "",
         ]
+    gateway = _load("gateway_overhead")
+    if gateway:
+        parts += [
+            "## Gateway vs the service directly (PostgreSQL, one worker each)",
+            "",
+            _table(
+                ["route", "direct req/s", "gateway req/s", "x direct", "direct p50 ms", "gateway p50 ms"],
+                [
+                    [
+                        r["route"],
+                        f"{r['direct']['rps']:.0f}",
+                        f"{r['gateway']['rps']:.0f}",
+                        f"{r['ratio']:.2f}",
+                        f"{r['direct']['p50_ms']:.2f}",
+                        f"{r['gateway']['p50_ms']:.2f}",
+                    ]
+                    for r in gateway["results"]
+                ],
+            ),
+            "",
+        ]
     transport = _load("transport_compare")
     if transport:
         parts += [
@@ -128,6 +143,10 @@ def _summary() -> str:
             ),
             "",
         ]
+    routes = _load("route_match")
+    if routes:
+        per_size = ", ".join(f"{ns:.0f} ns with {size} routes" for size, ns in routes["ns_per_match"].items())
+        parts += ["## Route matching", "", f"One match: {per_size}.", ""]
     flags = _load("flags_decision")
     if flags:
         parts += [
@@ -215,7 +234,6 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for stale in RESULTS.glob("*.json"):
         stale.unlink()
-    _ensure_pg_database()
     failed = []
     for name, args, env in _scenarios(quick):
         print(f"\n== {name}", flush=True)

@@ -5,7 +5,8 @@
 Each client sends the same GET with the gateway's headers to a fixed ~1 KB JSON backend
 (bench/_backend.py on uvicorn, 1 worker) from one asyncio process (uvloop), C requests in
 flight. Reported: req/s and the client process's CPU µs per request (what the gateway pays
-per forward). aiohttp comes from `pip install -e '.[bench]'`. Writes bench/results/transport_compare.json.
+per forward). aiohttp comes from the [bench] extra (`make bench-tools`). Writes
+bench/results/transport_compare.json.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ sys.path.insert(0, str(ROOT))
 import httpx
 import uvloop
 
-from bench._support import free_port, server, write_result
+from bench._support import Needs, free_port, require, server, write_result
 from gateway.upstream import Pool
 
+NEEDS = Needs(modules=("aiohttp",))
 HEADERS = {"x-request-id": "bench", "x-user-id": "1", "x-user-scopes": "user", "accept": "application/json"}
 
 
@@ -96,6 +98,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     options = parser.parse_args()
+    require(NEEDS)
     port = free_port()
     command = [
         sys.executable,
@@ -117,11 +120,7 @@ def main() -> int:
         clients = {"lean (gateway.upstream)": lean, "aiohttp": aiohttp_client, "httpx": httpx_client}
         print(f"{'client':<26}{'req/s':>10}{'client CPU µs/req':>20}")
         for name, client in clients.items():
-            try:
-                rps, cpu = uvloop.run(client(url, port, options.requests, options.concurrency))
-            except ImportError:
-                print(f"{name:<26}{'(not installed)':>30}")
-                continue
+            rps, cpu = uvloop.run(client(url, port, options.requests, options.concurrency))
             results[name] = {"rps": rps, "cpu_us_per_request": cpu}
             print(f"{name:<26}{rps:>10.0f}{cpu:>20.1f}")
     write_result("transport_compare", {"settings": vars(options), "results": results})

@@ -20,10 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._support import latency_summary, write_result
+from bench._support import Needs, latency_summary, require, write_result
 from flags.providers import UnleashProvider
-from tests.support.unleash import installed, unleash_server
+from tests.support.unleash import unleash_server
 
+NEEDS = Needs(unleash=True, postgres=True)
 FLAG = "route.reviews.list"
 
 
@@ -34,9 +35,7 @@ def main() -> int:
     parser.add_argument("--flips", type=int, default=10)
     parser.add_argument("--refresh", type=float, default=1.0)
     options = parser.parse_args()
-    if not installed():
-        print("unleash-server is not installed: run make node-deps", file=sys.stderr)
-        return 2
+    require(NEEDS)
     work = Path(tempfile.mkdtemp(prefix="unleash-bench-"))
     latencies: list[float] = []
     with unleash_server(work) as server:

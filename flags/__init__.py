@@ -9,20 +9,23 @@
 3. the **flags file** (``FLAGS_FILE``, Unleash's client-features JSON), hot-reloaded;
 4. the route default: legacy.
 
+The hot routes are the routes of the gateway's route table (``ROUTES_FILE``, default the
+shipped ``gateway/routes.toml``), read by ``flags.routes_file``; nothing here lists them again.
 The flag of route ``reviews.list`` is ``route.reviews.list``; enabled means candidate.
 Nothing here knows about HTTP frameworks or the gateway. ``flagctl`` is the CLI.
 
 Exceptions: ``FlagsConfigError`` (settings), ``OverrideStoreError`` (a store cannot be
-written or read), ``Unsupported`` (internal: a toggle goes to the reference engine).
-``decide`` itself never raises.
+written or read), ``InvalidOverride`` (an override or audit entry with bad values, a
+``ValueError`` with ``fields``), ``RoutesFileError`` (the route table cannot be read),
+``Unsupported`` (internal: a toggle goes to the reference engine). ``decide`` itself never raises.
 """
 
 from flags.decide import Flags, RouteState
-from flags.model import HOT_ROUTES, AuditEntry, Decision, EvaluationContext, Override, flag_key
-from flags.settings import FlagsSettings, build_flags, ensure_flags_file, load_flags_settings
+from flags.model import AuditEntry, Decision, EvaluationContext, Override, flag_key
+from flags.routes_file import RoutesFileError, route_ids, routes_file
+from flags.settings import FlagsSettings, build_flags, default_flags, ensure_flags_file, load_flags_settings
 
 __all__ = [
-    "HOT_ROUTES",
     "AuditEntry",
     "Decision",
     "EvaluationContext",
@@ -30,8 +33,12 @@ __all__ = [
     "FlagsSettings",
     "Override",
     "RouteState",
+    "RoutesFileError",
     "build_flags",
+    "default_flags",
     "ensure_flags_file",
     "flag_key",
     "load_flags_settings",
+    "route_ids",
+    "routes_file",
 ]

@@ -8,9 +8,10 @@ Examples::
     flagctl release --all --reason "spike over"
     flagctl audit --since 1h
 
-The store is Redis when REDIS_URL is set (every gateway worker sees a change within
-100 ms), else var/overrides.json. Exit codes: 0 done, 2 usage or configuration error
-(unknown route, missing reason, store unreachable).
+The routes are those of the gateway's route table (ROUTES_FILE, default the shipped
+gateway/routes.toml). The store is Redis when REDIS_URL is set (every gateway worker sees a
+change within 100 ms), else var/overrides.json. Exit codes: 0 done, 2 usage or configuration
+error (unknown route, missing reason, route table unreadable, store unreachable).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from rich.console import Console
 from rich.table import Table
 
 from flags.decide import Flags
-from flags.model import FLAG_PREFIX, HOT_ROUTES, AuditEntry, Backend, Override
+from flags.model import AuditEntry, Backend, InvalidOverride, Override, note_problems
 from flags.overrides import OverrideStoreError
 from flags.providers import UnleashProvider
-from flags.settings import FlagsConfigError, build_flags, load_flags_settings
+from flags.routes_file import RoutesFileError, route_ids
+from flags.settings import FlagsConfigError, FlagsSettings, build_flags, load_flags_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 out = Console()
@@ -56,11 +58,23 @@ def _actor(actor: str | None) -> str:
     return actor or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def _flags() -> Flags:
+def _settings() -> FlagsSettings:
     try:
-        flags = build_flags(load_flags_settings())
+        return load_flags_settings()
     except FlagsConfigError as exc:
         raise _fail(str(exc)) from exc
+
+
+def _routes() -> tuple[str, ...]:
+    """The known routes: the route table's, in its order."""
+    try:
+        return route_ids(_settings().routes_file)
+    except RoutesFileError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _flags() -> Flags:
+    flags = build_flags(_settings())
     for provider in flags.providers:
         if isinstance(provider, UnleashProvider) and not provider.refresh():
             err.print(
@@ -72,24 +86,35 @@ def _flags() -> Flags:
     return flags
 
 
-def _known_routes(flags: Flags) -> list[str]:
-    routes = list(HOT_ROUTES)
-    for provider in flags.providers:
-        for name in provider.toggles.evaluators:
-            if name.startswith(FLAG_PREFIX) and name[len(FLAG_PREFIX) :] not in routes:
-                routes.append(name[len(FLAG_PREFIX) :])
-    return routes
-
-
 def _when(at: float | None) -> str:
     return "" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# The options that carry the fields flags.model checks (it names them as the admin API does).
+_OPTIONS = {"ttl_seconds": "--ttl", "reason": "--reason", "actor": "--actor", "percent": "--percent"}
+
+
+def _invalid(exc: InvalidOverride) -> typer.Exit:
+    return _fail(
+        "; ".join(
+            f"{_OPTIONS.get(name, name)} {' and '.join(problems)}" for name, problems in exc.fields.items()
+        )
+    )
+
+
+def _check_note(actor: str, reason: str) -> None:
+    """The same bounds on who and why as the admin API (flags.model), before anything is written."""
+    if not reason.strip():
+        raise _fail("--reason must say why")
+    problems = note_problems(actor, reason)
+    if problems:
+        raise _invalid(InvalidOverride(problems))
 
 
 def _apply(
     flags: Flags, changes: list[tuple[str, Override | None]], actor: str, reason: str
 ) -> list[AuditEntry]:
-    if not reason.strip():
-        raise _fail("--reason must say why")
+    _check_note(actor, reason)
     try:
         return flags.overrides.apply(changes, actor=actor, reason=reason)
     except OverrideStoreError as exc:
@@ -129,24 +154,27 @@ def _backend(to: str) -> Backend:
 def _override(
     route: str, to: Backend, percent: int | None, reason: str, actor: str, ttl: str | None
 ) -> Override:
-    now = time.time()
-    expires = now + _seconds(ttl, "--ttl") if ttl else None
-    return Override(
-        route=route, backend=to, percent=percent, reason=reason, actor=actor, at=now, expires_at=expires
-    )
+    _check_note(actor, reason)
+    ttl_seconds = _seconds(ttl, "--ttl") if ttl else None
+    try:
+        return Override.create(
+            route=route, backend=to, percent=percent, reason=reason, actor=actor, ttl_seconds=ttl_seconds
+        )
+    except InvalidOverride as exc:
+        raise _invalid(exc) from exc
 
 
 @app.command()
 def status(as_json: Json = False) -> None:
     """Every route: where its traffic goes now, from which layer, and the last change."""
-    flags = _flags()
+    routes, flags = _routes(), _flags()
     last: dict[str, AuditEntry] = {}
     try:
         for entry in flags.overrides.audit(limit=500):
             last[entry.route] = entry
     except OverrideStoreError as exc:
         raise _fail(str(exc)) from exc
-    states = [flags.describe(route) for route in _known_routes(flags)]
+    states = [flags.describe(route) for route in routes]
     if as_json:
         rows = [
             {
@@ -189,9 +217,9 @@ def route(
     backend = _backend(to)
     if percent is not None and backend != "candidate":
         raise _fail("--percent is the candidate's share; use it with --to candidate")
-    flags = _flags()
-    if route_id not in _known_routes(flags):
-        raise _fail(f"unknown route {route_id!r}; known: {', '.join(_known_routes(flags))}")
+    routes, flags = _routes(), _flags()
+    if route_id not in routes:
+        raise _fail(f"unknown route {route_id!r}; known: {', '.join(routes)}")
     who = _actor(actor)
     change = _override(route_id, backend, percent, reason, who, ttl)
     _print_changes(_apply(flags, [(route_id, change)], who, reason), as_json)
@@ -207,10 +235,10 @@ def flip_all(
 ) -> None:
     """Move every hot route at once (one atomic change): the 8 pm move."""
     backend = _backend(to)
-    flags = _flags()
+    routes, flags = _routes(), _flags()
     who = _actor(actor)
     changes: list[tuple[str, Override | None]] = [
-        (route_id, _override(route_id, backend, None, reason, who, ttl)) for route_id in _known_routes(flags)
+        (route_id, _override(route_id, backend, None, reason, who, ttl)) for route_id in routes
     ]
     _print_changes(_apply(flags, changes, who, reason), as_json)
 

@@ -7,9 +7,16 @@
   every change published on channel ``gateway:overrides`` and appended to stream
   ``gateway:audit``. A listener thread re-reads the hash on each message, and every
   few seconds anyway; when Redis is down it keeps the last known overrides, reports
-  ``healthy() == False`` and reconnects with backoff.
+  ``healthy() == False`` and reconnects with backoff. Every command has a short socket
+  timeout and no client-side retry (``COMMAND_TIMEOUT_SECONDS``): a Redis that accepts
+  connections and never answers costs a caller half a second, not tens of seconds.
 
-Readers call ``snapshot()``: no I/O, an immutable mapping swapped whole.
+Readers call ``snapshot()``: no I/O, an immutable mapping swapped whole. ``apply()`` and
+``audit()`` do I/O and block: async callers run them in a worker thread.
+
+A stored override or audit line that is not well formed (bad JSON, NaN, a 5 MB reason: see
+``flags.model``) is skipped with one warning, never fatal: the rest stays readable and
+writable, and the next write of the overrides file keeps only the well-formed entries.
 """
 
 from __future__ import annotations
@@ -25,8 +32,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, cast
+from urllib.parse import urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from flags.model import AuditEntry, Override
 
@@ -35,6 +45,7 @@ HASH_KEY = "gateway:overrides"
 CHANNEL = "gateway:overrides"
 AUDIT_STREAM = "gateway:audit"
 AUDIT_MAX_LEN = 10_000
+COMMAND_TIMEOUT_SECONDS = 0.5
 EMPTY: Mapping[str, Override] = MappingProxyType({})
 
 # A change: the route and its new override, or None to release it.
@@ -54,14 +65,44 @@ class OverrideStore(Protocol):
     def stop(self) -> None: ...
 
 
-def _parse(raw: Mapping[str, Any]) -> Mapping[str, Override]:
+_warned: set[str] = set()
+
+
+def _skip(where: str, exc: Exception) -> None:
+    """Say once that a stored value is skipped: the console re-reads the same trail every 2 s."""
+    problem = str(exc)[:300]
+    key = f"{where}: {problem}"
+    if key in _warned:
+        return
+    if len(_warned) >= 10_000:
+        _warned.clear()
+    _warned.add(key)
+    logger.warning("skipping a malformed %s: %s", where, problem)
+
+
+def _parse(raw: Mapping[str, Any], where: str, *, text: bool = False) -> Mapping[str, Override]:
+    """The well-formed overrides of ``raw`` (values already parsed, or JSON ``text`` as Redis has them)."""
     parsed = {}
     for route, data in raw.items():
         try:
-            parsed[route] = Override.from_json(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            logger.warning("ignoring malformed override for %s: %s", route, exc)
+            parsed[route] = Override.from_json(json.loads(data) if text else data)
+        except (ValueError, RecursionError) as exc:  # bad JSON (or too deep), or InvalidOverride
+            _skip(f"override for {route[:100]!r} in {where}", exc)
     return MappingProxyType(parsed)
+
+
+def _entry(line: str | None, where: str) -> AuditEntry | None:
+    """One audit entry from its JSON text, or None (and a warning) when it is not well formed."""
+    try:
+        return AuditEntry.from_json(None if line is None else json.loads(line))
+    except (ValueError, RecursionError) as exc:  # bad JSON (or too deep), or InvalidOverride
+        _skip(f"audit entry ({where})", exc)
+        return None
+
+
+def _dumps(value: Any) -> str:
+    # NaN and Infinity are not JSON: refuse to write them, whatever got past the checks.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def _entries(
@@ -110,20 +151,24 @@ class FileOverrideStore:
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def _read(self) -> dict[str, Any]:
+        """The raw entries of the file; ``ValueError`` when it is not an overrides document at all."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(self.path.read_text(encoding="utf-8", errors="replace"))
         except FileNotFoundError:
             return {}
-        return dict(data.get("overrides", {}))
+        overrides = data.get("overrides", {}) if isinstance(data, dict) else None
+        if not isinstance(overrides, dict):
+            raise ValueError('not {"overrides": {route: override}}')
+        return overrides
 
     def _reload(self) -> None:
         signature = self._stat()
         if signature == self._signature:
             return
         try:
-            self._snapshot = _parse(self._read())
+            self._snapshot = _parse(self._read(), str(self.path))
             self._signature = signature
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             logger.warning("keeping the last overrides; %s is unreadable: %s", self.path, exc)
 
     @contextlib.contextmanager
@@ -135,31 +180,43 @@ class FileOverrideStore:
 
     def apply(self, changes: Sequence[Change], *, actor: str, reason: str) -> list[AuditEntry]:
         with self._locked():
-            raw = self._read()
-            entries = _entries(_parse(raw), changes, actor, reason)
+            try:
+                current = dict(_parse(self._read(), str(self.path)))
+            except (OSError, ValueError, RecursionError) as exc:
+                raise OverrideStoreError(f"{self.path} is unreadable, fix or remove it: {exc}") from exc
+            # Built (and checked) before anything is written: a bad change writes nothing.
+            entries = _entries(current, changes, actor, reason)
             for route, after in changes:
                 if after is None:
-                    raw.pop(route, None)
+                    current.pop(route, None)
                 else:
-                    raw[route] = after.to_json()
+                    current[route] = after
+            # Only well-formed entries are written back: a hand-made bad one was skipped and said so.
+            document = {"overrides": {route: override.to_json() for route, override in current.items()}}
+            lines = "".join(_dumps(entry.to_json()) + "\n" for entry in entries)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"overrides": raw}, indent=2, sort_keys=True), encoding="utf-8")
+            tmp.write_text(json.dumps(document, indent=2, sort_keys=True, allow_nan=False), encoding="utf-8")
             os.replace(tmp, self.path)
             with self.audit_path.open("a", encoding="utf-8") as audit:
-                for entry in entries:
-                    audit.write(json.dumps(entry.to_json(), ensure_ascii=False) + "\n")
+                audit.write(lines)
         self._reload()
         return entries
 
     def audit(self, *, since: float | None = None, limit: int = 50) -> list[AuditEntry]:
         try:
-            lines = self.audit_path.read_text(encoding="utf-8").splitlines()
+            lines = self.audit_path.read_text(encoding="utf-8", errors="replace").splitlines()
         except FileNotFoundError:
             return []
-        entries = [AuditEntry.from_json(json.loads(line)) for line in lines if line.strip()]
-        if since is not None:
-            entries = [entry for entry in entries if entry.at >= since]
-        return entries[-limit:]
+        newest_first: list[AuditEntry] = []
+        for number in range(len(lines) - 1, -1, -1):
+            if len(newest_first) >= limit:
+                break
+            if not lines[number].strip():
+                continue
+            entry = _entry(lines[number], f"{self.audit_path} line {number + 1}")
+            if entry is not None and (since is None or entry.at >= since):
+                newest_first.append(entry)
+        return newest_first[::-1]
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -177,11 +234,23 @@ class FileOverrideStore:
 
 
 class RedisOverrideStore:
-    def __init__(self, url: str, *, resync_seconds: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, resync_seconds: float = 5.0, command_timeout: float = COMMAND_TIMEOUT_SECONDS
+    ) -> None:
         self.url = url
+        # What error messages name (the admin API shows them): never the URL's password.
+        parts = urlsplit(url)
+        self._where = parts.netloc.rpartition("@")[2] + parts.path
         self.resync_seconds = resync_seconds
+        # No client-side retries (redis-py retries a timeout ten times by default): the listener
+        # has its own backoff, and an admin call must fail fast rather than wait out a dead Redis.
         self._client = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
+            url,
+            socket_timeout=command_timeout,
+            socket_connect_timeout=command_timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+            encoding_errors="replace",  # one bad byte must not make the whole hash unreadable
         )
         self._snapshot: Mapping[str, Override] = EMPTY
         self._healthy = False
@@ -198,7 +267,7 @@ class RedisOverrideStore:
 
     def _resync(self) -> None:
         raw = cast(dict[str, str], self._client.hgetall(HASH_KEY))
-        self._snapshot = _parse({route: json.loads(value) for route, value in raw.items()})
+        self._snapshot = _parse(raw, f"Redis hash {HASH_KEY}", text=True)
         self._healthy = True
 
     def apply(self, changes: Sequence[Change], *, actor: str, reason: str) -> list[AuditEntry]:
@@ -208,18 +277,19 @@ class RedisOverrideStore:
                     try:
                         pipe.watch(HASH_KEY)  # type: ignore[no-untyped-call]
                         raw = cast(dict[str, str], pipe.hgetall(HASH_KEY))
-                        current = _parse({r: json.loads(v) for r, v in raw.items()})
+                        current = _parse(raw, f"Redis hash {HASH_KEY}", text=True)
+                        # Built (and checked) before MULTI: a bad change writes nothing.
                         entries = _entries(current, changes, actor, reason)
                         pipe.multi()
                         for route, after in changes:
                             if after is None:
                                 pipe.hdel(HASH_KEY, route)
                             else:
-                                pipe.hset(HASH_KEY, route, json.dumps(after.to_json()))
+                                pipe.hset(HASH_KEY, route, _dumps(after.to_json()))
                         for entry in entries:
                             pipe.xadd(
                                 AUDIT_STREAM,
-                                {"entry": json.dumps(entry.to_json(), ensure_ascii=False)},
+                                {"entry": _dumps(entry.to_json())},
                                 maxlen=AUDIT_MAX_LEN,
                                 approximate=True,
                             )
@@ -230,7 +300,7 @@ class RedisOverrideStore:
                         continue  # someone else changed the hash between our read and write; redo
             self._resync()
         except redis.RedisError as exc:
-            raise OverrideStoreError(f"Redis at {self.url} is not reachable: {exc}") from exc
+            raise OverrideStoreError(f"Redis at {self._where} is not reachable: {exc}") from exc
         return entries
 
     def audit(self, *, since: float | None = None, limit: int = 50) -> list[AuditEntry]:
@@ -240,8 +310,12 @@ class RedisOverrideStore:
                 self._client.xrevrange(AUDIT_STREAM, count=limit if since is None else AUDIT_MAX_LEN),
             )
         except redis.RedisError as exc:
-            raise OverrideStoreError(f"Redis at {self.url} is not reachable: {exc}") from exc
-        entries = [AuditEntry.from_json(json.loads(fields["entry"])) for _, fields in rows]
+            raise OverrideStoreError(f"Redis at {self._where} is not reachable: {exc}") from exc
+        entries = [
+            entry
+            for entry_id, fields in rows
+            if (entry := _entry(fields.get("entry"), f"Redis stream {AUDIT_STREAM} id {entry_id}"))
+        ]
         if since is not None:
             entries = [entry for entry in entries if entry.at >= since]
         return list(reversed(entries[:limit]))

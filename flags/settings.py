@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flags.decide import Flags, Provider
+from flags.model import flag_key
 from flags.overrides import FileOverrideStore, OverrideStore, RedisOverrideStore
 from flags.providers import FileFlagProvider, UnleashProvider
+from flags.routes_file import route_ids, routes_file
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_FLAGS = Path(__file__).with_name("default-flags.json")
 
 
 class FlagsConfigError(Exception):
@@ -30,6 +32,8 @@ class FlagsSettings:
     unleash_api_token: str | None
     unleash_refresh_seconds: float
     unleash_cache_file: Path
+    # The gateway's route table: its routes are the hot routes (flagctl, the default flags).
+    routes_file: Path
 
 
 def load_flags_settings(env: Mapping[str, str] = os.environ) -> FlagsSettings:
@@ -51,14 +55,49 @@ def load_flags_settings(env: Mapping[str, str] = os.environ) -> FlagsSettings:
         unleash_api_token=token,
         unleash_refresh_seconds=refresh,
         unleash_cache_file=Path(env.get("UNLEASH_CACHE_FILE", str(var / "unleash-cache.json"))),
+        routes_file=routes_file(env),
     )
 
 
+def default_flags(routes: Iterable[str]) -> dict[str, Any]:
+    """The flags file for these routes in Unleash's client-features format: one toggle per route,
+    disabled (the route goes to legacy), a 100 % flexible rollout once someone enables it."""
+    return {
+        "version": 1,
+        "features": [
+            {
+                "name": flag_key(route_id),
+                "description": f"Send {route_id} to its new service",
+                "type": "release",
+                "enabled": False,
+                "strategies": [
+                    {
+                        "name": "flexibleRollout",
+                        "parameters": {
+                            "rollout": "100",
+                            "stickiness": "default",
+                            "groupId": flag_key(route_id),
+                        },
+                        "constraints": [],
+                    }
+                ],
+                "variants": [],
+            }
+            for route_id in routes
+        ],
+    }
+
+
 def ensure_flags_file(settings: FlagsSettings) -> None:
-    """First start: copy the shipped flags (every hot route off) to FLAGS_FILE."""
-    if not settings.flags_file.exists():
-        settings.flags_file.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(DEFAULT_FLAGS, settings.flags_file)
+    """First start: write the default flags (every route of the route table off) to FLAGS_FILE."""
+    if settings.flags_file.exists():
+        return
+    document = default_flags(route_ids(settings.routes_file))
+    settings.flags_file.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole, then renamed: the file provider never reads half a document.
+    partial = settings.flags_file.with_name(settings.flags_file.name + ".partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    partial.replace(settings.flags_file)
 
 
 def override_store(settings: FlagsSettings) -> OverrideStore:

@@ -1,11 +1,14 @@
 """The gateway: authenticate once, route each hot endpoint by flag, forward fast, fail safe.
 
-Request path (``proxy.py``, pure ASGI, no framework objects): request id → size and
-path checks → route match (``routes.py``) → token check (``auth.py``) → flag decision
-(``flags``) → forward through the cluster's upstream client (``upstream.py``) with its
-breaker and bulkhead (``resilience.py``) → fallback to legacy for idempotent requests
-that failed on the candidate before any response byte.  ``/_gateway/*`` (health,
-readiness, metrics, admin API) is a small Starlette app (``admin.py``).
+Request path (``proxy.py``, pure ASGI, no framework objects): request id → size and path
+checks → route match (``routes.py``) → token check (``auth.py``) → flag decision (``flags``;
+a candidate with an open breaker is routed to legacy) → forward through the cluster's
+upstream client (``upstream.py``) with its breaker and bulkhead (``resilience.py``) →
+fallback to legacy for idempotent requests that failed on the candidate before any
+response byte. What the request path reads is a ``Runtime`` (``runtime.py``); which
+headers cross is ``headers.py``. ``/_gateway/*`` (health, readiness, metrics, admin API)
+is a small Starlette app (``admin.py``). Before either, the HTTP server's protocol
+(``server.py``) enforces request-head limits, read and idle timeouts and a connection cap.
 
 Exceptions::
 
@@ -16,4 +19,10 @@ Exceptions::
             UpstreamTimeout         connect or read timeout
         CircuitOpen                 the cluster's breaker is open
         Overloaded                  the cluster's bulkhead is full
+        Truncated                   the backend failed after the response started (connection dropped)
+    Reject(status, code)            the gateway refuses the request itself (401, 405, 413, …)
+
+``Reject`` is not a ``GatewayError``: it is the client's mistake, never a backend's, and never
+triggers a fallback. Each reaches the client as the JSON envelope (``errors.envelope``), except
+``Truncated``: the status line is already sent, so the connection is dropped.
 """

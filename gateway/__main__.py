@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import functools
+import os
 import sys
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from gateway.metrics import shared_figures_env
+from gateway.server import GatewayHttpProtocol, HttpLimits
 from gateway.settings import SettingsError, load_settings
 
 
 def log_config() -> dict[str, Any]:
-    """uvicorn's logging plus ours: the gateway's JSON lines (one per request) on stderr, in every worker.
+    """uvicorn's logging plus the ``gateway`` loggers' warnings (JWKS refresh, overrides, start-up) as
+    plain lines on stderr, in every worker. The per-request access log does not go through ``logging``:
+    ``gateway.accesslog`` writes its JSON lines to stderr itself, in batches.
 
     Passed to uvicorn rather than set up here, because each worker process configures logging anew.
     """
@@ -34,6 +41,9 @@ def main() -> None:
     except SettingsError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         sys.exit(2)
+    if settings.workers > 1:
+        # Every worker adds to the same figures (metrics, live stats): one scrape sees the whole gateway.
+        os.environ.update(shared_figures_env(settings.var_dir / f"gateway-{settings.port}"))
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -41,7 +51,13 @@ def main() -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol plus head limits, timeouts and a connection cap (gateway/server.py).
+        # uvicorn calls whatever it is given with (config, server_state, app_state, _loop); the partial is
+        # pickled to each spawned worker with its limits, so every worker enforces the same ones.
+        http=cast(
+            type[asyncio.Protocol],
+            functools.partial(GatewayHttpProtocol, limits=HttpLimits.from_settings(settings)),
+        ),
         lifespan="on",
         access_log=False,
         server_header=False,

@@ -23,14 +23,22 @@ class AccessLog:
         self._lines: list[str] = []
 
     def line(
-        self, request_id: str, method: str, route: str, backend: str, status: int, seconds: float
+        self,
+        request_id: str,
+        method: str,
+        route: str,
+        backend: str,
+        cluster: str,
+        status: int,
+        seconds: float,
     ) -> None:
         if not self.enabled:
             return
         # Every field comes from a safe alphabet (request ids are validated): no JSON encoder needed.
         self._lines.append(
             f'{{"request_id":"{request_id}","method":"{method}","route":"{route}",'
-            f'"backend":"{backend}","status":{status},"duration_ms":{seconds * 1000:.3f}}}'
+            f'"backend":"{backend}","cluster":"{cluster}","status":{status},'
+            f'"duration_ms":{seconds * 1000:.3f}}}'
         )
         if len(self._lines) >= MAX_PENDING:
             self.flush()

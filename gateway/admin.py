@@ -11,36 +11,129 @@ Admin endpoints need ``Authorization: Bearer $GATEWAY_ADMIN_TOKEN``:
 * ``GET  /_gateway/admin/audit?limit=50``: the last changes, newest first
 
 ``/_gateway/console/`` serves the ops console (static files in ``gateway/console``) that uses this API.
+
+This app shares the event loop with the proxy path, so nothing here waits on the override store
+on the loop: every store call (file or Redis I/O) runs in a worker thread (at most
+``STORE_THREADS`` at once) and gets ``STORE_DEADLINE_SECONDS`` to answer, else the caller gets 503
+``store_unavailable``. Values are checked by ``flags.model`` before anything is written (400
+``validation_error`` with ``fields``); a body over ``MAX_BODY_BYTES`` is 413. Every error,
+unknown paths and unexpected exceptions included, is the JSON envelope; every answer carries
+``nosniff``, ``X-Frame-Options: DENY`` and ``Referrer-Policy: no-referrer``, the console a strict
+Content-Security-Policy, the admin API ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flags.model import Override
-from flags.overrides import OverrideStoreError
+from flags.model import InvalidOverride, Override, note_problems
+from flags.overrides import Change, OverrideStoreError
 from gateway.errors import envelope
-from gateway.proxy import Runtime
 from gateway.routes import RouteTableError, load_table
+from gateway.runtime import Runtime
+
+T = TypeVar("T")
+# Well under the console's 2 s poll; a healthy Redis or file answers in milliseconds.
+STORE_DEADLINE_SECONDS = 1.0
+# Threads for store calls, apart from anyio's default pool (static files use that one): a dead
+# Redis can hold these, and nothing else.
+STORE_THREADS = 4
+# An override request is a few hundred bytes; reason and actor are bounded by flags.model.
+MAX_BODY_BYTES = 16 * 1024
+MAX_AUDIT_LIMIT = 500
+
+CONSOLE_PREFIX = "/_gateway/console"
+# The console is console.js and console.css from this origin, fetch() to this origin, nothing
+# inline (no inline script, style or handler in index.html), and never framed.
+CONSOLE_CSP = (
+    "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
+)
+# JSON and metrics: nothing to load, nothing to frame.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _security_headers(path: str) -> dict[str, str]:
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Content-Security-Policy": CONSOLE_CSP if path.startswith(CONSOLE_PREFIX) else API_CSP,
+    }
+    if path.startswith("/_gateway/admin/"):
+        headers["Cache-Control"] = "no-store"  # override state and the audit trail, behind a token
+    return headers
+
+
+class SecurityHeaders:
+    """Adds ``_security_headers`` to every answer of the app it wraps (a header already set wins)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = _security_headers(scope["path"])
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in extra.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _error(
-    status: int, code: str, message: str, request: Request, fields: dict[str, list[str]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    request: Request,
+    fields: dict[str, list[str]] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        envelope(code, message, request.headers.get("x-request-id", ""), fields), status_code=status
+        envelope(code, message, request.headers.get("x-request-id", ""), fields),
+        status_code=status,
+        headers=headers,
     )
+
+
+async def _store(request: Request, call: Callable[[], T], *, writes: bool = False) -> T:
+    """One blocking override-store call, in a worker thread, within ``STORE_DEADLINE_SECONDS``.
+
+    Past the deadline the thread is abandoned (the store's own socket timeouts end it soon after)
+    and the caller gets ``OverrideStoreError``: a 503, never a stalled event loop.
+    """
+    limiter: anyio.CapacityLimiter = request.app.state.store_limiter
+    with anyio.move_on_after(STORE_DEADLINE_SECONDS):
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=limiter)
+    message = f"The override store did not answer within {STORE_DEADLINE_SECONDS:g} s."
+    if writes:
+        message += " The change may or may not have been applied: check the audit trail once it is back."
+    raise OverrideStoreError(message)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -73,11 +166,14 @@ async def ready(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(_runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(_runtime(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _route_rows(rt: Runtime) -> list[dict[str, Any]]:
-    last = {entry.route: entry.to_json() for entry in rt.flags.overrides.audit(limit=500)}
+def _route_rows(rt: Runtime, last: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every route's row; ``last`` (route → its newest audit entry) is read from the store by the
+    caller, off the event loop: nothing here does I/O on the store."""
+    last = last or {}
+    live = rt.live.snapshot()
     rows = []
     for route in rt.table.routes:
         state = rt.flags.describe(route.id)
@@ -93,7 +189,7 @@ def _route_rows(rt: Runtime) -> list[dict[str, Any]]:
                 "reason": state.reason,
                 "override": state.override.to_json() if state.override else None,
                 "breaker": rt.clusters[route.candidate].breaker.state,
-                "live": rt.live.snapshot(route.id),
+                "live": live.get(route.id, {}),
                 "shadow_match_rate": rt.shadow.match_rate(route.id),
                 "last_change": last.get(route.id),
             }
@@ -113,20 +209,27 @@ async def admin(request: Request) -> Response:
     action = request.path_params.get("action")
     try:
         if action == "routes" and request.method == "GET":
-            return JSONResponse({"routes": _route_rows(rt)})
+            trail = await _store(request, lambda: rt.flags.overrides.audit(limit=MAX_AUDIT_LIMIT))
+            return JSONResponse(
+                {"routes": _route_rows(rt, {entry.route: entry.to_json() for entry in trail})}
+            )
         if action == "audit" and request.method == "GET":
-            limit = min(int(request.query_params.get("limit", "50") or 50), 500)
-            entries = rt.flags.overrides.audit(limit=limit)
+            limit = _limit(request.query_params.get("limit", "50"))
+            if limit is None:
+                return _invalid(request, {"limit": [f"must be a whole number from 1 to {MAX_AUDIT_LIMIT}"]})
+            entries = await _store(request, lambda: rt.flags.overrides.audit(limit=limit))
             return JSONResponse({"entries": [entry.to_json() for entry in reversed(entries)]})
         if action == "shadow" and request.method == "GET":
             return JSONResponse({"in_flight": rt.shadow.in_flight, "mismatches": list(rt.shadow.mismatches)})
         if action == "reload" and request.method == "POST":
-            rt.table = load_table(rt.settings.routes_file, rt.settings.cluster_urls())
+            # New clusters get their pool, breaker and bulkhead with the table, never after it.
+            for retired in rt.with_table(load_table(rt.settings.routes_file, rt.settings.cluster_urls())):
+                await retired.pool.close()
             return JSONResponse({"routes": len(rt.table.routes)})
         if action == "overrides" and request.method == "POST":
             return await _set_override(request, rt)
         if action == "overrides" and request.method == "DELETE":
-            return _release(request, rt)
+            return await _release(request, rt)
     except RouteTableError as exc:
         return _error(400, "bad_route_table", str(exc), request)
     except OverrideStoreError as exc:
@@ -134,79 +237,146 @@ async def admin(request: Request) -> Response:
     return _error(404, "not_found", f"No admin action {request.method} {request.url.path}.", request)
 
 
+def _limit(raw: str) -> int | None:
+    """``?limit=`` as the number of entries to return (capped), or None when it is not one."""
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        return None
+    return min(int(raw), MAX_AUDIT_LIMIT)
+
+
+async def _body(request: Request) -> bytes | None:
+    """The request body, or None as soon as it is over ``MAX_BODY_BYTES`` (never buffered whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _invalid(request: Request, fields: dict[str, list[str]]) -> Response:
+    return _error(400, "validation_error", "The request has invalid fields.", request, fields)
+
+
 async def _set_override(request: Request, rt: Runtime) -> Response:
+    body = await _body(request)
+    if body is None:
+        return _error(413, "payload_too_large", f"The body is over {MAX_BODY_BYTES} bytes.", request)
     try:
-        data = await request.json()
-    except ValueError:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
         return _error(400, "bad_request", "The body must be JSON.", request)
     if not isinstance(data, dict):
         return _error(400, "bad_request", "The body must be a JSON object.", request)
-    route, backend, reason = data.get("route"), data.get("backend"), data.get("reason")
-    fields: dict[str, list[str]] = {}
-    routes = [r.id for r in rt.table.routes] if route == "*" else [route]
-    if route != "*" and rt.table.by_id(str(route)) is None:
-        fields["route"] = ["must be a route id or *"]
-    if backend not in ("legacy", "candidate"):
-        fields["backend"] = ["must be legacy or candidate"]
-    if not isinstance(reason, str) or not reason.strip():
-        fields["reason"] = ["is required"]
-    percent, ttl = data.get("percent"), data.get("ttl_seconds")
-    if percent is not None and (
-        type(percent) is not int or not 0 <= percent <= 100 or backend != "candidate"
-    ):
-        fields["percent"] = ["must be 0..100, with backend candidate"]
-    if ttl is not None and (type(ttl) not in (int, float) or ttl <= 0):
-        fields["ttl_seconds"] = ["must be a positive number"]
-    if fields:
-        return _error(400, "validation_error", "The request has invalid fields.", request, fields)
-    actor = str(data.get("actor") or "admin-api")
+    route, reason = data.get("route"), data.get("reason")
+    actor = "admin-api" if data.get("actor") is None else data["actor"]
+    known = [r.id for r in rt.table.routes]
+    fields = note_problems(actor, reason)  # also when the table has no route to check them with
+    if route != "*" and route not in known:
+        fields["route"] = ["must be a route id of the route table, or *"]
+    # Every value is checked (flags.model, as flagctl does) before anything is written.
     now = time.time()
-    expires_at = now + ttl if ttl else None
-    changes: list[tuple[str, Override | None]] = [
-        (
-            str(r),
-            Override.from_json(
-                {
-                    "route": r,
-                    "backend": backend,
-                    "percent": percent,
-                    "reason": reason,
-                    "actor": actor,
-                    "at": now,
-                    "expires_at": expires_at,
-                }
-            ),
-        )
-        for r in routes
-    ]
-    entries = rt.flags.overrides.apply(changes, actor=actor, reason=str(reason))
+    changes: list[Change] = []
+    for target in known if route == "*" else [route]:
+        try:
+            change = Override.create(
+                route=target,
+                backend=data.get("backend"),
+                percent=data.get("percent"),
+                reason=reason,
+                actor=actor,
+                ttl_seconds=data.get("ttl_seconds"),
+                now=now,
+            )
+        except InvalidOverride as exc:
+            for name, problems in exc.fields.items():
+                fields.setdefault(name, problems)
+            break
+        changes.append((change.route, change))
+    if fields:
+        return _invalid(request, fields)
+    entries = await _store(
+        request, lambda: rt.flags.overrides.apply(changes, actor=actor, reason=str(reason)), writes=True
+    )
     return JSONResponse({"changes": [entry.to_json() for entry in entries]})
 
 
-def _release(request: Request, rt: Runtime) -> Response:
+async def _release(request: Request, rt: Runtime) -> Response:
     route = request.query_params.get("route", "")
     reason = request.query_params.get("reason", "")
-    if not reason.strip():
-        return _error(400, "validation_error", "A reason is required (?reason=…).", request)
+    actor = request.query_params.get("actor") or "admin-api"
+    fields = note_problems(actor, reason)
+    if fields:
+        return _invalid(request, fields)
     current = rt.flags.overrides.snapshot()
     routes = list(current) if route == "*" else [route]
     if not routes or any(r not in current for r in routes):
-        return _error(404, "not_found", f"No override for {route!r}.", request)
-    actor = request.query_params.get("actor") or "admin-api"
-    entries = rt.flags.overrides.apply([(r, None) for r in routes], actor=actor, reason=reason)
+        return _error(404, "not_found", f"No override for {route[:100]!r}.", request)
+    entries = await _store(
+        request,
+        lambda: rt.flags.overrides.apply([(r, None) for r in routes], actor=actor, reason=reason),
+        writes=True,
+    )
     return JSONResponse({"changes": [entry.to_json() for entry in entries]})
 
 
 CONSOLE_DIR = Path(__file__).with_name("console")
 
 
+class ConsoleFiles(StaticFiles):
+    """The console's files. A path no file can have (control characters, too long, not decodable)
+    is a 400 or 404 like any miss, in the envelope: never an exception out of the file lookup."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if any(ord(char) < 32 or ord(char) == 127 for char in path):
+            raise HTTPException(400, "A console path has no control characters.")
+        try:
+            return await super().get_response(path, scope)
+        except (OSError, ValueError):
+            raise HTTPException(404) from None
+
+
+def _path(request: Request) -> str:
+    return request.url.path[:200]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such path, method not allowed, a bad console path) as envelopes."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    message = {
+        404: f"Nothing at {_path(request)}.",
+        405: f"{request.method} is not allowed on {_path(request)}.",
+    }.get(status, exc.detail)
+    return _error(status, _HTTP_CODES.get(status, "error"), message, request, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: the envelope, never a stack trace (the gateway's log has that)."""
+    return _error(
+        500,
+        "internal_error",
+        "The gateway failed to answer this admin request; its log has the details.",
+        request,
+        headers=_security_headers(request.url.path),  # this answer bypasses SecurityHeaders
+    )
+
+
 def admin_app() -> Starlette:
-    return Starlette(
+    app = Starlette(
         routes=[
-            Mount("/_gateway/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
+            Mount(CONSOLE_PREFIX, ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console"),
             Route("/_gateway/health", health),
             Route("/_gateway/ready", ready),
             Route("/_gateway/metrics", metrics),
             Route("/_gateway/admin/{action}", admin, methods=["GET", "POST", "DELETE"]),
-        ]
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
+    app.state.store_limiter = anyio.CapacityLimiter(STORE_THREADS)
+    return app

@@ -2,13 +2,17 @@
 
 The lifespan owns every resource: the route table, one upstream pool + breaker + bulkhead per
 cluster, the flags (stores and providers, started here: after uvicorn forks its workers), the
-JWKS client and its refresh task.
+JWKS client and its refresh task, the access log's flush task and the task that publishes this
+worker's figures for the others (metrics in flight, live stats) every second.
+
+A WebSocket upgrade is refused with a 400 envelope: no route proxies WebSockets today.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -18,17 +22,18 @@ from flags import build_flags, load_flags_settings
 from gateway.accesslog import AccessLog
 from gateway.admin import admin_app
 from gateway.auth import Jwks, TokenVerifier
+from gateway.errors import envelope
 from gateway.live import LiveStats
 from gateway.metrics import Metrics
-from gateway.proxy import ClusterRuntime, Runtime, handle
-from gateway.resilience import Bulkhead, CircuitBreaker, RetryBudget
+from gateway.proxy import handle
+from gateway.resilience import RetryBudget
 from gateway.routes import load_table
+from gateway.runtime import Runtime, build_clusters
 from gateway.settings import GatewaySettings, load_settings
 from gateway.shadow import Shadow
-from gateway.upstream import Pool
 
 logger = logging.getLogger("gateway")
-JWKS_REFRESH_SECONDS = 300.0
+PUBLISH_SECONDS = 1.0
 
 
 class GatewayApp:
@@ -39,6 +44,7 @@ class GatewayApp:
         self._jwks_client: httpx.AsyncClient | None = None
         self._jwks_task: asyncio.Task[None] | None = None
         self._log_task: asyncio.Task[None] | None = None
+        self._publish_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -47,21 +53,16 @@ class GatewayApp:
             else:
                 assert self.runtime is not None, "the lifespan has not run"
                 await handle(self.runtime, scope, receive, send)
+        elif scope["type"] == "websocket":
+            await _refuse_websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
     async def startup(self) -> None:
         settings = self.settings
         table = load_table(settings.routes_file, settings.cluster_urls())
-        clusters = {
-            name: ClusterRuntime(
-                cluster=cluster,
-                pool=Pool(cluster.host, cluster.port, max_connections=cluster.max_connections),
-                breaker=CircuitBreaker(),
-                bulkhead=Bulkhead(cluster.max_in_flight),
-            )
-            for name, cluster in table.clusters.items()
-        }
+        metrics = Metrics.create()
+        clusters = build_clusters(table, metrics)
         flags = build_flags(load_flags_settings())
         flags.start()
         self._jwks_client = httpx.AsyncClient()
@@ -81,17 +82,18 @@ class GatewayApp:
             clusters=clusters,
             flags=flags,
             verifier=verifier,
-            metrics=Metrics.create(),
+            metrics=metrics,
             retry_budget=RetryBudget(),
             shadow=Shadow(),
-            live=LiveStats(),
+            live=LiveStats(settings.live_dir),
             access_log=AccessLog(enabled=settings.access_log),
         )
         self.admin.state.runtime = self.runtime
         self._log_task = asyncio.create_task(self.runtime.access_log.run())
+        self._publish_task = asyncio.create_task(self._publish(self.runtime))
 
     async def shutdown(self) -> None:
-        for task in (self._jwks_task, self._log_task):
+        for task in (self._jwks_task, self._log_task, self._publish_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -101,13 +103,28 @@ class GatewayApp:
             self.runtime.flags.stop()
             for runtime in self.runtime.clusters.values():
                 await runtime.pool.close()
+            self.runtime.live.forget()
+            self.runtime.metrics.process_exited()
         if self._jwks_client is not None:
             await self._jwks_client.aclose()
 
     async def _refresh_jwks(self, jwks: Jwks) -> None:
+        # Short and conditional (If-None-Match → 304): a retired key is refused within seconds.
+        try:
+            while True:
+                await asyncio.sleep(self.settings.jwks_refresh_seconds)
+                await jwks.refresh()
+        finally:
+            jwks.close()
+
+    async def _publish(self, runtime: Runtime) -> None:
         while True:
-            await asyncio.sleep(JWKS_REFRESH_SECONDS)
-            await jwks.refresh()
+            await asyncio.sleep(PUBLISH_SECONDS)
+            try:
+                runtime.metrics.publish()
+                runtime.live.publish()
+            except OSError as exc:  # a full disk must not stop the gateway; the figures just age
+                logger.warning("cannot publish this worker's figures: %s", exc)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -124,6 +141,21 @@ class GatewayApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _refuse_websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """400 in the JSON envelope where the server lets us answer the upgrade with HTTP; else a close."""
+    await receive()  # websocket.connect
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps(
+        envelope("bad_request", "WebSocket connections are not supported here.", ""),
+        separators=(",", ":"),
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": 400, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def create_app(settings: GatewaySettings | None = None) -> GatewayApp:

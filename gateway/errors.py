@@ -1,4 +1,4 @@
-"""The gateway's exception tree (documented in the package docstring)."""
+"""The gateway's exceptions and the JSON error envelope (the tree is in the package docstring)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 def envelope(
     code: str, message: str, request_id: str, fields: dict[str, list[str]] | None = None
 ) -> dict[str, Any]:
-    """The JSON error body every client-visible error uses (ARCHITECTURE.md)."""
+    """The JSON error body every client-visible error uses, gateway and backends alike (docs/api.md)."""
     error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
     if fields:
         error["fields"] = fields
@@ -45,3 +45,18 @@ class CircuitOpen(GatewayError):
 
 class Overloaded(GatewayError):
     pass
+
+
+class Truncated(GatewayError):
+    """The backend failed after the response started: nothing to do but drop the client connection."""
+
+
+class Reject(Exception):
+    """The gateway refuses a request itself (not a backend failure): status, code and message of the
+    envelope, plus headers such as ``WWW-Authenticate``, ``Allow`` or ``Retry-After``."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or []

@@ -1,11 +1,45 @@
-"""Prometheus metrics, named as ARCHITECTURE.md lists them (one registry per app)."""
+"""Prometheus metrics (the list and their labels are in docs/gateway.md), summed over every worker.
+
+Labels use one vocabulary: ``backend`` is the side chosen, ``legacy`` | ``candidate`` (``none``
+when the gateway answered before choosing); ``cluster`` is the upstream that served (``legacy``,
+``reviews``, …; ``gateway`` when none did).
+
+With several worker processes (``python -m gateway`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
+the workers start) prometheus-client's multiprocess mode keeps every worker's values in
+memory-mapped files, and a scrape of any worker sums them all: one scrape, every request counted
+once. In one process (tests, an embedded app) the registry is read directly.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+LIVE_ENV = "GATEWAY_LIVE_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def shared_figures_env(run_dir: Path) -> dict[str, str]:
+    """Fresh directories where the workers of one gateway sum their figures, as environment
+    variables for the workers to inherit (set before any worker imports prometheus-client).
+    Emptied first: figures of an earlier run must not be added to this one's."""
+    paths = {MULTIPROC_ENV: run_dir / "metrics", LIVE_ENV: run_dir / "live"}
+    for path in paths.values():
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    return {name: str(path) for name, path in paths.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +59,30 @@ class Metrics:
     _in_flight: list[int] = field(default_factory=lambda: [0])
 
     def __post_init__(self) -> None:
-        self.in_flight.set_function(lambda: self._in_flight[0])
+        if multiprocess_dir() is None:
+            self.in_flight.set_function(lambda: self._in_flight[0])
+
+    def publish(self) -> None:
+        """Copy per-process figures kept without locks into the shared files (called every second)."""
+        if multiprocess_dir() is not None:
+            self.in_flight.set(self._in_flight[0])
+
+    def exposition(self) -> bytes:
+        """The text a scrape returns: every worker's values summed when there are several."""
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        self.publish()  # this worker's figure is current; the others' at most a second old
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    @staticmethod
+    def process_exited() -> None:
+        """Drop this process's live gauges (in flight, breaker state) from the sum."""
+        path = multiprocess_dir()
+        if path is not None:
+            mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
     def request_started(self) -> None:
         self._in_flight[0] += 1
@@ -48,14 +105,14 @@ class Metrics:
             registry=registry,
             requests=Counter(
                 "gateway_requests_total",
-                "Requests by route, backend and status class",
-                ["route", "backend", "status_class"],
+                "Requests by route, backend (legacy|candidate), cluster and status class",
+                ["route", "backend", "cluster", "status_class"],
                 registry=registry,
             ),
             duration=Histogram(
                 "gateway_request_duration_seconds",
                 "Time to the response's last byte",
-                ["route", "backend"],
+                ["route", "backend", "cluster"],
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                 registry=registry,
             ),
@@ -67,19 +124,20 @@ class Metrics:
             ),
             fallbacks=Counter(
                 "gateway_fallbacks_total",
-                "Requests served by legacy after the candidate failed",
+                "Requests served by legacy after the candidate failed (a retry, limited by the budget)",
                 ["route"],
                 registry=registry,
             ),
             breaker_state=Gauge(
                 "gateway_breaker_state",
-                "0 closed, 1 half-open, 2 open",
+                "0 closed, 1 half-open, 2 open (the highest of the live workers)",
                 ["cluster"],
                 registry=registry,
+                multiprocess_mode="livemax",
             ),
             decisions=Counter(
                 "gateway_flag_decisions_total",
-                "Routing decisions",
+                "Routing decisions by route, backend and reason (override, split, circuit_open, forced, …)",
                 ["route", "backend", "reason"],
                 registry=registry,
             ),
@@ -93,6 +151,7 @@ class Metrics:
                 "gateway_requests_in_flight",
                 "Requests being handled now (the autoscaler's signal)",
                 registry=registry,
+                multiprocess_mode="livesum",
             ),
             rejected=Counter(
                 "gateway_rejected_total",

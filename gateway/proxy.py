@@ -12,107 +12,38 @@ import random
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import identity
-from flags import EvaluationContext, Flags
-from gateway.accesslog import AccessLog
-from gateway.auth import Principal, TokenVerifier
+from flags import EvaluationContext
+from gateway.auth import Principal
 from gateway.errors import (
     CircuitOpen,
     GatewayError,
     Overloaded,
+    Reject,
     TokenInvalid,
+    Truncated,
+    UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
     envelope,
 )
-from gateway.live import LiveStats
-from gateway.metrics import Metrics
-from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker, RetryBudget
-from gateway.routes import Cluster, Route, RouteTable, unsafe_path
-from gateway.settings import GatewaySettings
-from gateway.shadow import Shadow, append_capture, capture_line
-from gateway.upstream import Pool, UpstreamResponse
+from gateway.headers import request_headers, response_headers
+from gateway.routes import Route, unsafe_path
+from gateway.runtime import ClusterRuntime, Runtime
+from gateway.shadow import append_capture, capture_line
+from gateway.upstream import UpstreamResponse
 from parity.diff import Observation
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-# Never forwarded from the client: hop-by-hop headers, what we set ourselves, what a client could spoof.
-_DROP_REQUEST = frozenset(
-    {
-        b"host",
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authorization",
-        b"authorization",
-        b"content-length",
-        b"x-request-id",
-        b"expect",
-        b"x-force-backend",
-        b"x-gateway-admin-token",
-    }
-)
-_SPOOFABLE_PREFIXES = (b"x-user-", b"x-identity-", b"x-forwarded-")
-_DROP_RESPONSE = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"x-request-id",
-        b"x-served-by",
-        b"server",
-        b"date",
-    }
-)
 FALLBACK_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+# What an unmatched request (served by legacy) may use; anything else (TRACE, CONNECT, made-up
+# methods) is refused by the gateway with 405, never forwarded.
+DEFAULT_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_ALLOW_DEFAULT = ", ".join(sorted(DEFAULT_METHODS)).encode()
 _BUFFER_LIMIT = 1024 * 1024
-
-
-@dataclass(slots=True)
-class ClusterRuntime:
-    cluster: Cluster
-    pool: Pool
-    breaker: CircuitBreaker
-    bulkhead: Bulkhead
-
-
-@dataclass(slots=True)
-class Runtime:
-    """Everything the request path reads; built and closed by the app's lifespan."""
-
-    settings: GatewaySettings
-    table: RouteTable
-    clusters: dict[str, ClusterRuntime]
-    flags: Flags
-    verifier: TokenVerifier
-    metrics: Metrics
-    retry_budget: RetryBudget
-    shadow: Shadow
-    live: LiveStats
-    access_log: AccessLog
-
-
-class Truncated(Exception):
-    """The backend failed after the response started: nothing to do but drop the client connection."""
-
-
-class Reject(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or []
 
 
 async def _send_error(send: Any, reject: Reject, request_id: bytes) -> None:
@@ -176,39 +107,44 @@ async def _authenticate(rt: Runtime, mode: str, authorization: bytes | None) -> 
 
 async def _forward(
     rt: Runtime,
-    name: str,
+    runtime: ClusterRuntime,
     method: str,
     target: bytes,
     headers: list[tuple[bytes, bytes]],
     body: bytes,
     route: Route | None,
 ) -> UpstreamResponse:
-    runtime = rt.clusters[name]
-    if not runtime.breaker.allow():
-        raise CircuitOpen(name)
+    """Send the request to one cluster through its bulkhead and breaker.
+
+    A failure before the response headers is the breaker's verdict here; a response's verdict
+    is given by the caller once its body has been relayed (a body can still fail).
+    """
     if not runtime.bulkhead.try_enter():
-        raise Overloaded(name)
+        raise Overloaded(runtime.cluster.name)
     cluster = runtime.cluster
     try:
-        response = await runtime.pool.request(
-            method,
-            target,
-            headers,
-            body,
-            connect_timeout=(
-                route.connect_timeout if route and route.connect_timeout else cluster.connect_timeout
-            ),
-            read_timeout=(route.read_timeout if route and route.read_timeout else cluster.read_timeout),
-        )
-    except UpstreamError as exc:
-        runtime.breaker.record(False)
-        rt.metrics.child(rt.metrics.upstream_errors, name, exc.stage).inc()
-        raise
+        if not runtime.breaker.allow():
+            raise CircuitOpen(cluster.name)
+        try:
+            return await runtime.pool.request(
+                method,
+                target,
+                headers,
+                body,
+                connect_timeout=(
+                    route.connect_timeout if route and route.connect_timeout else cluster.connect_timeout
+                ),
+                read_timeout=(route.read_timeout if route and route.read_timeout else cluster.read_timeout),
+            )
+        except UpstreamError as exc:
+            runtime.breaker.record(False, connect_failure=isinstance(exc, UpstreamConnectError))
+            rt.metrics.child(rt.metrics.upstream_errors, cluster.name, exc.stage).inc()
+            raise
+        except BaseException:
+            runtime.breaker.abandon()  # cancelled: no verdict, and the probe slot must not leak
+            raise
     finally:
         runtime.bulkhead.leave()
-        rt.metrics.child(rt.metrics.breaker_state, name).set(STATE_VALUES[runtime.breaker.state])
-    runtime.breaker.record(response.status < 500)
-    return response
 
 
 def _upstream_headers(
@@ -217,21 +153,22 @@ def _upstream_headers(
     principal: Principal | None,
     method: str,
     raw_path: bytes,
+    query: bytes,
+    body: bytes,
     secret: str,
 ) -> list[tuple[bytes, bytes]]:
-    forwarded: list[tuple[bytes, bytes]] = []
-    for name, value in scope["headers"]:
-        if name in _DROP_REQUEST or name.startswith(_SPOOFABLE_PREFIXES):
-            continue
-        forwarded.append((name, value))
+    forwarded = request_headers(scope["headers"])
     client = scope.get("client")
     if client:
         forwarded.append((b"x-forwarded-for", client[0].encode()))
     forwarded.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
+    # v2 binds the raw query and the exact body forwarded, so a captured assertion fits no other request.
     assertion = identity.sign(
         secret,
         method=method,
         path=raw_path.decode("latin-1"),
+        query=query.decode("latin-1"),
+        body=body,
         user_id=principal.user_id if principal else "",
         scopes=principal.scopes if principal else "",
         request_id=request_id.decode(),
@@ -240,23 +177,24 @@ def _upstream_headers(
     return forwarded
 
 
-def _choose_cluster(
+def _choose_backend(
     rt: Runtime,
     route: Route | None,
     principal: Principal | None,
     headers: dict[bytes, bytes],
     scope: dict[str, Any],
 ) -> tuple[str, bool]:
-    """The cluster for this request, and whether QA forced it (``X-Force-Backend`` + admin token)."""
-    default = rt.table.default_cluster
+    """``legacy`` or ``candidate`` for this request, and whether QA forced it (``X-Force-Backend``
+    with the admin token). A candidate whose breaker is open is not chosen: its requests go to
+    legacy as a routing decision (reason ``circuit_open``), not as a retry."""
     if route is None:
-        return default, False
+        return "legacy", False
     force = headers.get(b"x-force-backend")
     if force in (b"legacy", b"candidate") and hmac.compare_digest(
         headers.get(b"x-gateway-admin-token", b""), rt.settings.admin_token.encode()
     ):
         rt.metrics.child(rt.metrics.decisions, route.id, force.decode(), "forced").inc()
-        return (route.candidate if force == b"candidate" else default), True
+        return force.decode(), True
     context = EvaluationContext(
         user_id=principal.user_id if principal else "",
         session_id=headers.get(b"x-device-id", b"").decode("latin-1"),
@@ -265,8 +203,11 @@ def _choose_cluster(
         platform=headers.get(b"x-platform", b"").decode("latin-1"),
     )
     decision = rt.flags.decide(route.id, context)
-    rt.metrics.child(rt.metrics.decisions, route.id, decision.backend, decision.reason).inc()
-    return (route.candidate if decision.backend == "candidate" else default), False
+    backend, reason = decision.backend, decision.reason
+    if backend == "candidate" and rt.clusters[route.candidate].breaker.is_open():
+        backend, reason = "legacy", "circuit_open"
+    rt.metrics.child(rt.metrics.decisions, route.id, backend, reason).inc()
+    return backend, False
 
 
 def _after_response(
@@ -274,22 +215,28 @@ def _after_response(
     route: Route,
     request: tuple[str, bytes, list[tuple[bytes, bytes]]],
     primary: Observation | None,
-    served_by: str,
+    cluster: str,
     principal: Principal | None,
 ) -> None:
     """Shadow and capture, after the client has its answer; neither can delay or change it."""
     method, target, _ = request
     sample = random.random()  # noqa: S311 - sampling, not security
     if route.shadow_rate and primary is not None and method in SAFE_METHODS and sample < route.shadow_rate:
-        other = route.candidate if served_by == rt.table.default_cluster else rt.table.default_cluster
+        other = route.candidate if cluster == rt.table.default_cluster else rt.table.default_cluster
         work = rt.shadow.compare(
-            rt.metrics, route.id, rt.clusters[other].pool, request, primary, served_by, other
+            rt.metrics, route.id, rt.clusters[other].pool, request, primary, cluster, other
         )
         rt.shadow.submit(rt.metrics, route.id, work)
     if route.capture_rate and rt.settings.capture_file and sample < route.capture_rate:
         path, _, query = target.partition(b"?")
         line = capture_line(route.id, method, path, query, principal.user_id if principal else None)
         append_capture(rt.settings.capture_file, line)
+
+
+_UNAVAILABLE = {
+    CircuitOpen: "is failing (circuit open)",
+    Overloaded: "is overloaded",
+}
 
 
 async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -302,44 +249,54 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
     method: str = scope["method"]
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     route: Route | None = None
-    served_by, status = "gateway", 500
+    # backend: the side chosen (legacy | candidate; none before a choice); cluster: who answered.
+    backend, cluster, status = "none", "gateway", 500
     rt.metrics.request_started()
     try:
         if unsafe_path(raw_path):
             raise Reject(400, "bad_request", "The request path is not allowed.")
         table = rt.table
         route = table.match(method, scope["path"])
+        if route is None and method not in DEFAULT_METHODS:
+            raise Reject(405, "method_not_allowed", f"{method} is not allowed.", [(b"allow", _ALLOW_DEFAULT)])
         principal = await _authenticate(
             rt, route.auth if route else table.default_auth, headers.get(b"authorization")
         )
         body = await _read_body(receive, rt.settings.max_body_bytes, headers.get(b"content-length"))
-        cluster, forced = _choose_cluster(rt, route, principal, headers, scope)
+        backend, forced = _choose_backend(rt, route, principal, headers, scope)
+        cluster = route.candidate if route is not None and backend == "candidate" else table.default_cluster
         try:
             upstream_headers = _upstream_headers(
-                scope, request_id, principal, method, raw_path, rt.settings.identity_secret
+                scope,
+                request_id,
+                principal,
+                method,
+                raw_path,
+                scope.get("query_string", b""),
+                body,
+                rt.settings.identity_secret,
             )
         except identity.IdentityError:
             raise Reject(400, "bad_request", "The request cannot be forwarded as sent.") from None
         query = scope.get("query_string", b"")
         target = raw_path + b"?" + query if query else raw_path
         rt.retry_budget.earn()
+        runtime = rt.clusters[cluster]
         try:
-            response = await _forward(rt, cluster, method, target, upstream_headers, body, route)
+            response = await _forward(rt, runtime, method, target, upstream_headers, body, route)
         except GatewayError:
             fallback_allowed = (
-                route is not None
-                and not forced
-                and cluster != table.default_cluster
-                and method in FALLBACK_METHODS
+                route is not None and not forced and backend == "candidate" and method in FALLBACK_METHODS
             )
             if not fallback_allowed or not rt.retry_budget.spend():
                 raise
             rt.metrics.child(rt.metrics.fallbacks, route.id).inc()  # type: ignore[union-attr]
-            cluster = table.default_cluster
-            response = await _forward(rt, cluster, method, target, upstream_headers, body, route)
-        served_by, status = cluster, response.status
+            backend, cluster = "legacy", table.default_cluster
+            runtime = rt.clusters[cluster]
+            response = await _forward(rt, runtime, method, target, upstream_headers, body, route)
+        status = response.status
         shadowing = route is not None and route.shadow_rate > 0 and not forced
-        primary = await _relay(response, send, request_id, cluster, keep=shadowing)
+        primary = await _relay_with_verdict(rt, runtime, response, send, request_id, shadowing)
         if route is not None and not forced:
             _after_response(rt, route, (method, target, upstream_headers), primary, cluster, principal)
     except Reject as reject:
@@ -348,12 +305,8 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         await _send_error(send, reject, request_id)
     except (CircuitOpen, Overloaded) as exc:
         status = 503
-        what = "is overloaded" if isinstance(exc, Overloaded) else "is failing (circuit open)"
-        await _send_error(
-            send,
-            Reject(503, "unavailable", f"The backend {what}; retry shortly.", [(b"retry-after", b"1")]),
-            request_id,
-        )
+        message = f"The backend {_UNAVAILABLE[type(exc)]}; retry shortly."
+        await _send_error(send, Reject(503, "unavailable", message, [(b"retry-after", b"1")]), request_id)
     except UpstreamTimeout:
         status = 504
         await _send_error(
@@ -362,22 +315,49 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
     except UpstreamError:
         status = 502
         await _send_error(send, Reject(502, "bad_gateway", "The backend could not be reached."), request_id)
+    except Truncated:
+        # The client already has the status line: all we can do is end without completing the
+        # response, which makes the server drop the connection (the client sees a short body).
+        status = 502
     finally:
         rt.metrics.request_finished()
         elapsed = time.perf_counter() - started
         route_id = route.id if route else "unmatched"
-        rt.metrics.child(rt.metrics.requests, route_id, served_by, f"{status // 100}xx").inc()
-        rt.metrics.child(rt.metrics.duration, route_id, served_by).observe(elapsed)
-        if route is not None:
-            rt.live.record(route_id, served_by, status, elapsed)
-        rt.access_log.line(request_id.decode(), method, route_id, served_by, status, elapsed)
+        rt.metrics.child(rt.metrics.requests, route_id, backend, cluster, f"{status // 100}xx").inc()
+        rt.metrics.child(rt.metrics.duration, route_id, backend, cluster).observe(elapsed)
+        if route is not None and backend != "none":
+            rt.live.record(route_id, backend, status, elapsed)
+        rt.access_log.line(request_id.decode(), method, route_id, backend, cluster, status, elapsed)
+
+
+async def _relay_with_verdict(
+    rt: Runtime,
+    runtime: ClusterRuntime,
+    response: UpstreamResponse,
+    send: Any,
+    request_id: bytes,
+    keep: bool,
+) -> Observation | None:
+    """Relay the answer, then give the breaker its verdict: a 5xx or a body that failed is a failure."""
+    breaker, name = runtime.breaker, runtime.cluster.name
+    try:
+        primary = await _relay(response, send, request_id, name, keep=keep)
+    except (UpstreamError, Truncated):
+        breaker.record(False)
+        rt.metrics.child(rt.metrics.upstream_errors, name, "response_body").inc()
+        raise
+    except BaseException:
+        breaker.abandon()  # the client went away: no verdict on the backend
+        raise
+    breaker.record(response.status < 500)
+    return primary
 
 
 async def _relay(
     response: UpstreamResponse, send: Any, request_id: bytes, cluster: str, keep: bool = False
 ) -> Observation | None:
     """Send the backend's answer on; with ``keep``, return it if it was small enough to hold (for shadow)."""
-    headers = [(name, value) for name, value in response.headers if name not in _DROP_RESPONSE]
+    headers = response_headers(response.headers)
     headers += [(b"x-request-id", request_id), (b"x-served-by", cluster.encode())]
     length = next((value for name, value in response.headers if name == b"content-length"), None)
     if length is not None and length.isdigit() and int(length) <= _BUFFER_LIMIT:

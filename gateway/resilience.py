@@ -1,22 +1,27 @@
-"""Per-cluster protection: a circuit breaker and a bulkhead.
+"""Per-cluster protection: a circuit breaker, a bulkhead and the retry budget.
 
-Breaker: closed → open after ``failure_threshold`` consecutive failures, or when at least
-``min_calls`` of the last ``window`` calls include more than ``failure_rate`` failures;
-open → half-open after ``open_seconds``: one probe is let through; its success closes the
-breaker, its failure opens it again.
+Breaker (ADR 0008): closed → open when, over the last ``window_seconds``, at least
+``min_calls`` calls were made and more than ``failure_rate`` of them failed (a few bad
+requests from one client can never open it: they are not the volume), or after
+``connect_failures`` consecutive failures to connect (refused or reset before a byte was
+sent: a client cannot cause those); open → half-open after ``open_seconds``: one probe is
+let through; its success closes the breaker, its failure opens it again. A probe that
+ends without a verdict (refused by the bulkhead, cancelled) is ``abandon``-ed so the next
+request can probe. While a candidate's breaker is open the proxy routes its requests to
+legacy as a routing decision, not as a retry.
 
 Bulkhead: at most ``max_in_flight`` requests at once; one more is refused at once
 (503 + Retry-After), never queued.
 
 Retry budget: every request earns ``ratio`` of a token (at most ``burst`` saved); a
-retry or fallback spends one, so they stay under ``ratio`` of the traffic even when a
-backend fails for everyone (no retry storm on top of an outage).
+retry or fallback after a failure spends one, so they stay under ``ratio`` of the
+traffic even when a backend fails for everyone (no retry storm on top of an outage).
 """
 
 from __future__ import annotations
 
-import collections
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -25,19 +30,26 @@ STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BreakerPolicy:
-    failure_threshold: int = 5
     failure_rate: float = 0.5
-    window: int = 20
-    min_calls: int = 10
+    min_calls: int = 20
+    window_seconds: int = 10
+    connect_failures: int = 5
     open_seconds: float = 5.0
 
 
 class CircuitBreaker:
-    def __init__(self, policy: BreakerPolicy | None = None) -> None:
+    """One cluster's breaker; ``on_change(state)`` is called on every state change (metrics)."""
+
+    def __init__(
+        self, policy: BreakerPolicy | None = None, on_change: Callable[[str], None] | None = None
+    ) -> None:
         self.policy = policy or BreakerPolicy()
         self.state = CLOSED
-        self._consecutive = 0
-        self._recent: collections.deque[bool] = collections.deque(maxlen=self.policy.window)
+        self._on_change = on_change
+        # One [calls, failures] pair per second of the window, indexed by second % window.
+        self._buckets = [[0, 0] for _ in range(self.policy.window_seconds)]
+        self._bucket_second = [0] * self.policy.window_seconds
+        self._consecutive_connect = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
 
@@ -48,14 +60,27 @@ class CircuitBreaker:
         if self.state == OPEN:
             if time.monotonic() - self._opened_at < self.policy.open_seconds:
                 return False
-            self.state = HALF_OPEN
+            self._set(HALF_OPEN)
             self._probe_in_flight = False
         if self._probe_in_flight:
             return False
         self._probe_in_flight = True
         return True
 
-    def record(self, success: bool) -> None:
+    def is_open(self) -> bool:
+        """Would a request be refused now? (Cheap, changes nothing: for routing decisions.)"""
+        if self.state == CLOSED:
+            return False
+        if self.state == OPEN:
+            return time.monotonic() - self._opened_at < self.policy.open_seconds
+        return self._probe_in_flight
+
+    def abandon(self) -> None:
+        """A request let through by ``allow`` ended without a verdict: free the probe slot."""
+        if self.state == HALF_OPEN:
+            self._probe_in_flight = False
+
+    def record(self, success: bool, *, connect_failure: bool = False) -> None:
         if self.state == HALF_OPEN:
             self._probe_in_flight = False
             if success:
@@ -63,24 +88,46 @@ class CircuitBreaker:
             else:
                 self._open()
             return
-        self._recent.append(success)
-        self._consecutive = 0 if success else self._consecutive + 1
-        failures = self._recent.count(False)
-        rate_tripped = (
-            len(self._recent) >= self.policy.min_calls
-            and failures / len(self._recent) > self.policy.failure_rate
-        )
-        if self.state == CLOSED and (self._consecutive >= self.policy.failure_threshold or rate_tripped):
+        if self.state == OPEN:
+            return  # a verdict from a request let in before the breaker opened
+        calls, failures = self._count(success)
+        self._consecutive_connect = self._consecutive_connect + 1 if connect_failure else 0
+        rate_tripped = calls >= self.policy.min_calls and failures / calls > self.policy.failure_rate
+        if rate_tripped or self._consecutive_connect >= self.policy.connect_failures:
             self._open()
 
+    def _count(self, success: bool) -> tuple[int, int]:
+        """Add one call to this second's bucket; the window's (calls, failures)."""
+        now = int(time.monotonic())
+        window = self.policy.window_seconds
+        index = now % window
+        if self._bucket_second[index] != now:
+            self._bucket_second[index] = now
+            self._buckets[index] = [0, 0]
+        bucket = self._buckets[index]
+        bucket[0] += 1
+        bucket[1] += not success
+        calls = failures = 0
+        for second, (c, f) in zip(self._bucket_second, self._buckets, strict=True):
+            if now - second < window:
+                calls += c
+                failures += f
+        return calls, failures
+
+    def _set(self, state: str) -> None:
+        self.state = state
+        if self._on_change is not None:
+            self._on_change(state)
+
     def _open(self) -> None:
-        self.state = OPEN
         self._opened_at = time.monotonic()
+        self._set(OPEN)
 
     def _close(self) -> None:
-        self.state = CLOSED
-        self._consecutive = 0
-        self._recent.clear()
+        self._consecutive_connect = 0
+        self._buckets = [[0, 0] for _ in range(self.policy.window_seconds)]
+        self._bucket_second = [0] * self.policy.window_seconds
+        self._set(CLOSED)
 
 
 class Bulkhead:

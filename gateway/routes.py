@@ -3,6 +3,10 @@
 Matching walks a trie of path segments (literal children before ``{param}``), so its
 cost grows with the path's depth, not with the number of routes.  A table is an
 immutable snapshot; a reload builds a new one and the app swaps one reference.
+
+The table is the one list of hot routes: ``flagctl``, the default flags file and ``parity``
+read the same file (``flags.routes_file``). A route's flag is always ``route.<route id>``
+(``flags.flag_key``); the table has no key to name it otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 AUTH_MODES = ("none", "optional", "required")
+ROUTE_KEYS = frozenset(
+    {"id", "methods", "path", "candidate", "auth", "connect_timeout", "read_timeout", "shadow", "capture"}
+)
 _UNSAFE = re.compile(rb"%2[eEfF]|%5[cC]|%00|\\")
 _PARAM = re.compile(r"\{[a-z_][a-z0-9_]*\}")
 
@@ -41,7 +48,6 @@ class Route:
     id: str
     methods: frozenset[str]
     path: str
-    flag: str
     candidate: str
     auth: str
     connect_timeout: float | None = None
@@ -121,6 +127,10 @@ def _route(raw: Mapping[str, Any], clusters: Mapping[str, Cluster], default_auth
     path = raw.get("path")
     if not isinstance(route_id, str) or not isinstance(path, str) or not path.startswith("/"):
         raise RouteTableError(f"route {route_id!r}: needs an id and a path starting with /")
+    unknown = set(raw) - ROUTE_KEYS
+    if unknown:
+        # A misspelt key (or the old ``flag``) would otherwise be ignored without a word.
+        raise RouteTableError(f"route {route_id}: unknown keys {sorted(unknown)}")
     candidate = raw.get("candidate")
     if candidate not in clusters:
         raise RouteTableError(f"route {route_id}: candidate cluster {candidate!r} is not defined")
@@ -140,7 +150,6 @@ def _route(raw: Mapping[str, Any], clusters: Mapping[str, Cluster], default_auth
         id=route_id,
         methods=methods,
         path=path,
-        flag=str(raw.get("flag", f"route.{route_id}")),
         candidate=str(candidate),
         auth=str(auth),
         connect_timeout=raw.get("connect_timeout"),

@@ -106,7 +106,10 @@ class Shadow:
                         "status": other.status,
                         "body": body[:BODY_CAP].decode("utf-8", "replace"),
                     },
-                    "differences": [str(d) for d in differences[:20]],
+                    # The differ's words are control/candidate; here either side may be the candidate.
+                    "differences": [
+                        f"{d.where}: primary {d.control} != shadow {d.candidate}" for d in differences[:20]
+                    ],
                 }
             )
 

@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 client for the forwarder: one keep-alive pool per cluster.
 
-Why our own (ADR 0006): httpx's request/response objects cost more per request than the
-whole proxy budget (PERF-NOTES.md). This is an ``asyncio.Protocol`` per connection with
+Why our own (ADR 0006 and the prototypes measured there): httpx's request/response objects
+cost more per request than the whole proxy budget. This is an ``asyncio.Protocol`` per connection with
 ``httptools.HttpResponseParser`` callbacks, a LIFO pool of idle connections, the request
 written in one ``transport.write``, timeouts by stage, and back-pressure (reading pauses
 while the consumer is behind). It speaks only what the gateway needs: HTTP/1.1 to our

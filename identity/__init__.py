@@ -11,20 +11,26 @@ Headers (see ``docs/identity.md``)::
     X-User-Scopes         space-separated scopes, as in the token
     X-Request-Id          the request id
     X-Identity-Timestamp  Unix seconds when the gateway signed
-    X-Identity-Signature  v1=<hex HMAC-SHA256(secret, canonical string)>
+    X-Identity-Signature  v2=<hex HMAC-SHA256(secret, canonical string)>
 
-Canonical string (v1)::
+Canonical string (v2)::
 
-    "v1\\n{ts}\\n{METHOD}\\n{path}\\n{user_id}\\n{scopes}\\n{request_id}"
+    "v2\\n{ts}\\n{METHOD}\\n{path}\\n{query}\\n{body_sha256}\\n{user_id}\\n{scopes}\\n{request_id}"
+
+``path`` and ``query`` are the raw request-line text, ``body_sha256`` the hex SHA-256 of
+the exact body bytes: a captured assertion is good for nothing but the identical request
+(same method, path, query, body) within the skew.  ``verify`` refuses ``v1=`` signatures
+(which bound neither query nor body) unless ``accept_v1``.
 
 Exceptions::
 
     IdentityError(reason)       base; ``reason`` is a short machine-readable word
-        missing       a required header is absent
-        malformed     a header does not have the expected shape
-        expired       the timestamp is older than the allowed skew
-        future        the timestamp is ahead by more than the allowed skew
-        bad_signature the signature does not match any secret
+        missing              a required header is absent
+        malformed            a header does not have the expected shape
+        unsupported_version  a v1 signature while v1 is not accepted
+        expired              the timestamp is older than the allowed skew
+        future               the timestamp is ahead by more than the allowed skew
+        bad_signature        the signature does not match any secret
 """
 
 from identity.assertion import (
@@ -35,8 +41,10 @@ from identity.assertion import (
     HEADER_TIMESTAMP,
     HEADER_USER_ID,
     IDENTITY_HEADERS,
+    VERSION,
     Identity,
     IdentityError,
+    body_sha256,
     canonical_string,
     sign,
     verify,
@@ -50,8 +58,10 @@ __all__ = [
     "HEADER_TIMESTAMP",
     "HEADER_USER_ID",
     "IDENTITY_HEADERS",
+    "VERSION",
     "Identity",
     "IdentityError",
+    "body_sha256",
     "canonical_string",
     "sign",
     "verify",

@@ -1,4 +1,4 @@
-"""Sign and verify the v1 identity assertion (HMAC-SHA256, +/- 30 s)."""
+"""Sign and verify the identity assertion (v2: HMAC-SHA256 over method, path, query, body; +/- 30 s)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ HEADER_SIGNATURE = "x-identity-signature"
 IDENTITY_HEADERS = (HEADER_USER_ID, HEADER_SCOPES, HEADER_REQUEST_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE)
 
 DEFAULT_SKEW_SECONDS = 30
-_VERSION = "v1"
-_SIGNATURE_RE = re.compile(r"v1=([0-9a-f]{64})")
+VERSION = "v2"
+_SIGNATURE_RE = re.compile(r"(v1|v2)=([0-9a-f]{64})")
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 # Fields are joined with "\n"; a control character inside one could make two
@@ -53,11 +53,33 @@ class Identity:
         return self.user_id != ""
 
 
+def body_sha256(body: bytes) -> str:
+    """Lower-case hex SHA-256 of the exact body bytes (of ``b""`` when there is no body)."""
+    return hashlib.sha256(body).hexdigest()
+
+
 def canonical_string(
+    *,
+    timestamp: int,
+    method: str,
+    path: str,
+    query: str,
+    body_sha256: str,
+    user_id: str,
+    scopes: str,
+    request_id: str,
+) -> str:
+    """The exact string the v2 signature covers (``docs/identity.md``)."""
+    return (
+        f"{VERSION}\n{timestamp}\n{method}\n{path}\n{query}\n{body_sha256}\n{user_id}\n{scopes}\n{request_id}"
+    )
+
+
+def _canonical_v1(
     *, timestamp: int, method: str, path: str, user_id: str, scopes: str, request_id: str
 ) -> str:
-    """The exact string the v1 signature covers."""
-    return f"{_VERSION}\n{timestamp}\n{method}\n{path}\n{user_id}\n{scopes}\n{request_id}"
+    # Only for verify(accept_v1=True) during an upgrade: it binds neither the query nor the body.
+    return f"v1\n{timestamp}\n{method}\n{path}\n{user_id}\n{scopes}\n{request_id}"
 
 
 def _digest(secret: Secret, message: str) -> str:
@@ -65,11 +87,13 @@ def _digest(secret: Secret, message: str) -> str:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def _check_fields(*, method: str, path: str, user_id: str, scopes: str, request_id: str) -> None:
+def _check_fields(*, method: str, path: str, query: str, user_id: str, scopes: str, request_id: str) -> None:
     if not _METHOD_RE.fullmatch(method):
         raise IdentityError("malformed", "method must be upper-case letters")
     if not path.startswith("/") or _CONTROL_RE.search(path) or "?" in path:
         raise IdentityError("malformed", "path must be a raw path without query string")
+    if _CONTROL_RE.search(query):
+        raise IdentityError("malformed", "query string contains a control character")
     if _CONTROL_RE.search(user_id):
         raise IdentityError("malformed", "user id contains a control character")
     if not _SCOPES_RE.fullmatch(scopes):
@@ -83,6 +107,8 @@ def sign(
     *,
     method: str,
     path: str,
+    query: str,
+    body: bytes,
     user_id: str,
     scopes: str,
     request_id: str,
@@ -90,19 +116,32 @@ def sign(
 ) -> dict[str, str]:
     """Return the five assertion headers (lower-case names) for one request.
 
+    ``path`` and ``query`` are the raw request-line text (still percent-encoded; bytes
+    decoded as latin-1), ``query`` without the ``?`` and ``""`` when there is none;
+    ``body`` is the exact body sent (``b""`` for none). Neither has a default: forgetting
+    one must not silently sign an empty query or body.
     Raises ``IdentityError("malformed")`` for fields that cannot be signed safely.
     """
-    _check_fields(method=method, path=path, user_id=user_id, scopes=scopes, request_id=request_id)
+    _check_fields(
+        method=method, path=path, query=query, user_id=user_id, scopes=scopes, request_id=request_id
+    )
     ts = int(time.time()) if timestamp is None else timestamp
     message = canonical_string(
-        timestamp=ts, method=method, path=path, user_id=user_id, scopes=scopes, request_id=request_id
+        timestamp=ts,
+        method=method,
+        path=path,
+        query=query,
+        body_sha256=body_sha256(body),
+        user_id=user_id,
+        scopes=scopes,
+        request_id=request_id,
     )
     return {
         HEADER_USER_ID: quote(user_id, safe=""),
         HEADER_SCOPES: scopes,
         HEADER_REQUEST_ID: request_id,
         HEADER_TIMESTAMP: str(ts),
-        HEADER_SIGNATURE: f"{_VERSION}={_digest(secret, message)}",
+        HEADER_SIGNATURE: f"{VERSION}={_digest(secret, message)}",
     }
 
 
@@ -119,13 +158,19 @@ def verify(
     *,
     method: str,
     path: str,
+    query: str,
+    body: bytes,
     now: float | None = None,
     skew: int = DEFAULT_SKEW_SECONDS,
+    accept_v1: bool = False,
 ) -> Identity:
     """Check the assertion in ``headers`` for this request and return the identity.
 
+    ``path``, ``query`` and ``body`` are what this backend received, raw (as for ``sign``).
     ``headers`` may use any letter case.  ``secrets`` may hold several secrets
-    (rotation); any one of them may have signed.  Raises ``IdentityError``.
+    (rotation); any one of them may have signed.  A ``v1=`` signature (no query, no body)
+    is refused as ``unsupported_version`` unless ``accept_v1`` (an upgrade window only).
+    Raises ``IdentityError``.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
     signature = _header(lowered, HEADER_SIGNATURE)
@@ -136,14 +181,19 @@ def verify(
 
     match = _SIGNATURE_RE.fullmatch(signature)
     if match is None:
-        raise IdentityError("malformed", "signature must be v1=<64 hex digits>")
+        raise IdentityError("malformed", "signature must be v2=<64 hex digits>")
+    version, given = match.group(1), match.group(2)
+    if version == "v1" and not accept_v1:
+        raise IdentityError("unsupported_version", "v1 assertions do not bind the query and body")
     if not _TIMESTAMP_RE.fullmatch(raw_ts):
         raise IdentityError("malformed", "timestamp must be Unix seconds")
     try:
         user_id = unquote(raw_user, errors="strict")
     except UnicodeDecodeError as exc:
         raise IdentityError("malformed", "user id is not percent-encoded UTF-8") from exc
-    _check_fields(method=method, path=path, user_id=user_id, scopes=scopes, request_id=request_id)
+    _check_fields(
+        method=method, path=path, query=query, user_id=user_id, scopes=scopes, request_id=request_id
+    )
 
     ts = int(raw_ts)
     current = time.time() if now is None else now
@@ -152,11 +202,22 @@ def verify(
     if ts > current + skew:
         raise IdentityError("future", f"signed {int(ts - current)} s ahead")
 
-    message = canonical_string(
-        timestamp=ts, method=method, path=path, user_id=user_id, scopes=scopes, request_id=request_id
-    )
+    if version == "v1":
+        message = _canonical_v1(
+            timestamp=ts, method=method, path=path, user_id=user_id, scopes=scopes, request_id=request_id
+        )
+    else:
+        message = canonical_string(
+            timestamp=ts,
+            method=method,
+            path=path,
+            query=query,
+            body_sha256=body_sha256(body),
+            user_id=user_id,
+            scopes=scopes,
+            request_id=request_id,
+        )
     candidates = [secrets] if isinstance(secrets, str | bytes) else list(secrets)
-    given = match.group(1)
     # Compare against every secret so timing does not tell which one matched.
     ok = False
     for secret in candidates:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from parity.corpus import ROUTES, Case, CorpusError, Request
+from parity.corpus import Case, CorpusError, Request, hot_routes
 
 
 def load_capture(path: Path) -> list[Case]:
     cases = []
+    routes = hot_routes()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -24,7 +25,7 @@ def load_capture(path: Path) -> list[Case]:
             route, method, target_path = data["route"], str(data["method"]).upper(), data["path"]
         except (ValueError, KeyError, TypeError) as exc:
             raise CorpusError(f"{path}:{number}: not a capture line ({exc})") from exc
-        if route not in ROUTES or not str(target_path).startswith("/"):
+        if route not in routes or not str(target_path).startswith("/"):
             raise CorpusError(f"{path}:{number}: unknown route {route!r} or bad path")
         persona = str(data.get("persona", "anonymous"))
         request = Request(method=method, path=target_path, query=str(data.get("query", "")), persona=persona)

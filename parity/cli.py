@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from identity.dev import DEV_SECRET
 from parity.capture import load_capture
 from parity.corpus import Case, CorpusError, load_cases
 from parity.report import summarise, write_reports
@@ -125,7 +126,7 @@ def run(
         candidates=_candidates(candidate or []),
         gateway=gateway.rstrip("/") if gateway else None,
         admin_token=os.environ.get("GATEWAY_ADMIN_TOKEN", "dev-only-admin-token"),
-        identity_secret=os.environ.get("IDENTITY_SECRET", "dev-only-identity-secret"),
+        identity_secret=os.environ.get("IDENTITY_SECRET", DEV_SECRET),
         setup_candidate=setup_candidate.rstrip("/") if setup_candidate else None,
         writes=writes,
         concurrency=concurrency,

@@ -5,7 +5,7 @@ File format::
     group: reviews-read            # a name for the file's cases
     cases:
       - name: list-anonymous-first-page
-        route: reviews.list        # a hot route id
+        route: reviews.list        # a route id of the gateway's route table
         method: GET                # default GET
         path: /api/v1/reviews/items/1
         query: {page: 1, size: 5}  # a mapping, or a raw query string ("page=%ff")
@@ -17,13 +17,15 @@ File format::
           - {method: POST, path: /api/v1/items/7/views, persona: demo4}
 
 Cases run in order, so a write is followed by the reads that should see it.
+The hot routes are the gateway's route table (``ROUTES_FILE``, default the shipped
+``gateway/routes.toml``, read through ``flags.routes_file``): a route added there is accepted here.
 Long strings: ``!repeat [text, count]`` is ``text`` repeated ``count`` times.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,20 +33,10 @@ from urllib.parse import urlencode
 
 import yaml
 
+from flags.routes_file import RoutesFileError, route_ids, routes_file
+
 CASES_DIR = Path(__file__).parent / "cases"
 PERSONAS = ("anonymous", "forged", "demo1", "demo2", "demo3", "demo4", "demo5")
-ROUTES = (
-    "reviews.list",
-    "reviews.summary",
-    "reviews.detail",
-    "reviews.create",
-    "reviews.helpful",
-    "reviews.delete",
-    "reviews.mine",
-    "recommendations.home",
-    "recommendations.similar",
-    "recommendations.recent",
-)
 _CASE_KEYS = {
     "name",
     "route",
@@ -74,6 +66,14 @@ _Loader.add_constructor("!repeat", _repeat)
 
 class CorpusError(Exception):
     """A corpus file is malformed; the message names the file and case."""
+
+
+def hot_routes() -> tuple[str, ...]:
+    """The route ids of the route table this environment's gateway loads."""
+    try:
+        return route_ids(routes_file())
+    except RoutesFileError as exc:
+        raise CorpusError(str(exc)) from exc
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -126,7 +126,7 @@ def _request(raw: Mapping[str, Any], where: str) -> Request:
     )
 
 
-def _case(raw: Any, group: str, where: str) -> Case:
+def _case(raw: Any, group: str, where: str, routes: Collection[str]) -> Case:
     if not isinstance(raw, Mapping):
         raise CorpusError(f"{where}: a case must be a mapping")
     unknown = set(raw) - _CASE_KEYS
@@ -135,7 +135,7 @@ def _case(raw: Any, group: str, where: str) -> Case:
     name, route = raw.get("name"), raw.get("route")
     if not isinstance(name, str) or not name:
         raise CorpusError(f"{where}: every case needs a name")
-    if route not in ROUTES:
+    if not isinstance(route, str) or route not in routes:
         raise CorpusError(f"{where} ({name}): route must be one of the hot routes, got {route!r}")
     steps = []
     for index, step in enumerate(raw.get("setup") or []):
@@ -147,18 +147,23 @@ def _case(raw: Any, group: str, where: str) -> Case:
     )
 
 
-def load_file(path: Path) -> list[Case]:
+def load_file(path: Path, routes: Collection[str] | None = None) -> list[Case]:
+    """The file's cases; ``routes`` are the accepted route ids (default: ``hot_routes()``)."""
+    known = hot_routes() if routes is None else routes
     document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     if not isinstance(document, Mapping) or not isinstance(document.get("cases"), list):
         raise CorpusError(f"{path}: expected a mapping with a 'cases' list")
     group = str(document.get("group") or path.stem)
-    return [_case(raw, group, f"{path.name} case {index}") for index, raw in enumerate(document["cases"])]
+    return [
+        _case(raw, group, f"{path.name} case {index}", known) for index, raw in enumerate(document["cases"])
+    ]
 
 
 def load_cases(paths: Iterable[Path] | None = None) -> list[Case]:
     """Cases from the given files (default: every file in ``parity/cases``, by name), ids unique."""
     files = sorted(CASES_DIR.glob("*.yaml")) if paths is None else list(paths)
-    cases = [case for path in files for case in load_file(path)]
+    routes = hot_routes()
+    cases = [case for path in files for case in load_file(path, routes)]
     seen: set[str] = set()
     for case in cases:
         if case.id in seen:

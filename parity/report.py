@@ -58,15 +58,19 @@ def curl_line(result: CaseResult, config: RunConfig) -> str:
     parts = ["curl", "-i", "-X", request.method, f"{base}{request.target}"]
     if request.content_type:
         parts += ["-H", f"Content-Type: {request.content_type}"]
-    if request.body:
-        parts += ["--data-binary", request.body.decode("utf-8", "replace")[:2000]]
+    body = request.body.decode("utf-8", "replace")[:2000] if request.body else None
+    if body is not None:
+        parts += ["--data-binary", body]
     line = shlex.join(parts)
     if request.persona.startswith("demo"):
         if config.gateway:
             line += f'  -H "Authorization: Bearer $(token {request.persona})"'
         else:
-            path = shlex.quote(request.path)
-            signer = f"python -m identity {request.method} {path} --user <id of {request.persona}>"
+            # The assertion signs the query and the body too: give the signer exactly what curl sends.
+            signer = shlex.join(["python", "-m", "identity", request.method, request.target])
+            if body is not None:
+                signer += " " + shlex.join(["--data-binary", body])
+            signer += f" --user <id of {request.persona}>"
             line += f"  -H @<({signer})"
     return line
 

@@ -28,12 +28,20 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 import identity
+from identity.dev import DEV_SECRET
 from parity.corpus import Case, Request
 from parity.diff import Difference, Observation, compare
 from parity.rules import NO_RULES, Rules
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
-FORGED_SIGNATURE = "v1=" + "0" * 64
+FORGED_SIGNATURE = "v2=" + "0" * 64
+
+
+def _request_line(request: Request) -> tuple[str, str]:
+    """Path and query as httpx will put them on the request line (it re-encodes some characters,
+    e.g. a space or non-ASCII in a query): the assertion must sign what the backend receives."""
+    path, _, query = httpx.URL(request.target).raw_path.decode("latin-1").partition("?")
+    return path, query
 
 
 class RunnerError(Exception):
@@ -46,7 +54,7 @@ class RunConfig:
     candidates: dict[str, str] = field(default_factory=dict)
     gateway: str | None = None
     admin_token: str | None = None
-    identity_secret: str = "dev-only-identity-secret"  # noqa: S105 - the documented development default
+    identity_secret: str = DEV_SECRET
     setup_candidate: str | None = None
     writes: bool = False
     concurrency: int = 8
@@ -80,6 +88,23 @@ def _subject(token: str) -> str:
     return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
 
 
+def _describe(exc: Exception) -> str:
+    """One line for an error row: which request failed and how (httpx's own text is often empty)."""
+    if not isinstance(exc, httpx.RequestError):
+        return str(exc) or type(exc).__name__
+    try:
+        where = f"{exc.request.method} {exc.request.url}"
+    except RuntimeError:  # no request attached
+        where = "a request"
+    if isinstance(exc, httpx.TimeoutException):
+        how = "timed out"
+    elif isinstance(exc, httpx.ConnectError):
+        how = "could not connect"
+    else:
+        how = "failed"
+    return f"{where} {how}: {str(exc) or type(exc).__name__}"
+
+
 class Runner:
     def __init__(self, config: RunConfig, client: httpx.AsyncClient) -> None:
         if config.gateway is None and (config.control is None or not config.candidates):
@@ -100,8 +125,15 @@ class Runner:
                 raise RunnerError(f"cannot reach {url}: {exc}") from exc
             if response.status_code != 200:
                 raise RunnerError(f"persona {name} cannot sign in at {url}: HTTP {response.status_code}")
-            token = response.json()["access_token"]
-            self.personas[name] = Persona(user_id=_subject(token), token=token)
+            try:
+                token = response.json()["access_token"]
+                self.personas[name] = Persona(user_id=_subject(token), token=token)
+            except (ValueError, LookupError, TypeError, AttributeError) as exc:
+                kind = response.headers.get("content-type", "no content type")
+                raise RunnerError(
+                    f"persona {name} cannot sign in at {url}: the answer ({kind}) holds no access token "
+                    f"with a subject ({type(exc).__name__}: {exc})"
+                ) from exc
 
     def _headers(self, request: Request, request_id: str) -> dict[str, str]:
         headers = {"x-request-id": request_id}
@@ -115,10 +147,13 @@ class Runner:
                 token = persona.token if request.persona != "forged" else persona.token[:-4] + "AAAA"
                 headers["authorization"] = f"Bearer {token}"
             return headers
+        path, query = _request_line(request)
         signed = identity.sign(
             self.config.identity_secret,
             method=request.method,
-            path=request.path,
+            path=path,
+            query=query,
+            body=request.body or b"",
             user_id=persona.user_id if persona else "",
             scopes="user" if persona else "",
             request_id=request_id,
@@ -189,7 +224,7 @@ class Runner:
             return CaseResult(
                 case=case,
                 status="error",
-                error=str(exc) or type(exc).__name__,
+                error=_describe(exc),
                 seconds=time.perf_counter() - started,
             )
         noisy = {d.where for d in noise}

@@ -55,7 +55,7 @@ function renderRoutes(routes) {
     cell(row, route.percent === null ? "targeting" : route.percent + " %");
     cell(row, route.source + " · " + route.reason);
     cell(row, liveText(route.live.legacy));
-    cell(row, liveText(route.live[route.candidate]));
+    cell(row, liveText(route.live.candidate));
     cell(row, route.breaker, "breaker " + route.breaker);
     cell(row, route.shadow_match_rate === null ? "–" : (route.shadow_match_rate * 100).toFixed(1) + " %");
     const change = route.last_change;

@@ -13,11 +13,12 @@ from typing import Any
 
 import jwt
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from django.utils.encoding import escape_uri_path
 
 import identity
-from legacy_django.common.errors import Unauthenticated
+from legacy_django.common.errors import PayloadTooLarge, Unauthenticated
 from legacy_django.common.signing_keys import get_key_store
 
 ALGORITHMS = ["RS256"]
@@ -83,14 +84,32 @@ def raw_path(request: HttpRequest) -> str:
     return escape_uri_path(request.path)
 
 
+def raw_query(request: HttpRequest) -> str:
+    """The query string as it was on the request line (WSGI passes it undecoded): what the gateway signed."""
+    return str(request.META.get("QUERY_STRING", ""))
+
+
 def _user_id(subject: str) -> int | None:
     return int(subject) if subject.isascii() and subject.isdigit() and len(subject) <= 18 else None
 
 
 def _from_assertion(request: HttpRequest) -> Principal:
+    """Verify the gateway's assertion; it signs the body too, so the exact body Django received is read
+    here (Django keeps it: ``request.body``, ``request.POST`` and views read the same bytes later)."""
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        # Without the body the signature cannot be checked; the answer is the same 413 a view gives.
+        raise PayloadTooLarge("The request body is too large.") from None
     try:
         asserted = identity.verify(
-            settings.IDENTITY_SECRET, request.headers, method=request.method or "GET", path=raw_path(request)
+            settings.IDENTITY_SECRET,
+            request.headers,
+            method=request.method or "GET",
+            path=raw_path(request),
+            query=raw_query(request),
+            body=body,
+            accept_v1=settings.IDENTITY_ACCEPT_V1,
         )
     except identity.IdentityError:
         return INVALID

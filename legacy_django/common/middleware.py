@@ -79,5 +79,8 @@ class PrincipalMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.principal = resolve_principal(request)  # type: ignore[attr-defined]
+        try:
+            request.principal = resolve_principal(request)  # type: ignore[attr-defined]
+        except ApiError as error:  # a signed body too large to verify; raised here, not in a view
+            return error_response(error, request_id_of(request))
         return self.get_response(request)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,10 +15,12 @@ from legacy_django.common.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from legacy_django.common.json_body import BAD_TEXT, BodyRejected, decode_object
 
 # Ids are positive integers that fit a signed 64-bit column: no sign, no leading zero, at most 18 digits.
 _ID_RE = re.compile(r"[1-9][0-9]{0,17}")
 _INT_RE = re.compile(r"-?[0-9]{1,9}")
+_BAD_CHAR_RE = re.compile("[\x00\ud800-\udfff]")
 
 
 def parse_id(raw: str, field: str) -> int:
@@ -59,22 +60,24 @@ def read_body(request: HttpRequest) -> bytes:
 
 
 def parse_json_object(request: HttpRequest) -> dict[str, Any]:
+    """The body as a JSON object: 415 for another media type, 413 above the limit, else 400 (json_body)."""
     if not _is_json(request.content_type or ""):
         raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
     body = read_body(request)
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    return data
+        return decode_object(body)
+    except BodyRejected as rejected:
+        raise BadRequest(rejected.message) from None
 
 
 def parse_credentials_form(request: HttpRequest) -> dict[str, Any]:
-    """The token endpoint also takes an OAuth-style form body."""
+    """The token endpoint also takes an OAuth-style form body, held to the JSON body's rule on text."""
     media_type = (request.content_type or "").split(";", 1)[0].strip().lower()
     if media_type == "application/x-www-form-urlencoded":
         read_body(request)
-        return dict(request.POST.items())
+        form = dict(request.POST.items())
+        # %00 decodes to NUL, which PostgreSQL refuses in the user lookup (a 500 otherwise).
+        if any(_BAD_CHAR_RE.search(text) for pair in form.items() for text in pair):
+            raise BadRequest(BAD_TEXT)
+        return form
     return parse_json_object(request)

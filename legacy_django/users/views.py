@@ -1,4 +1,7 @@
+import hashlib
+
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import get_conditional_response
 
 from legacy_django.common.auth import require_user
 from legacy_django.common.params import parse_credentials_form
@@ -14,7 +17,13 @@ def token(request: HttpRequest) -> HttpResponse:
 
 
 def jwks(request: HttpRequest) -> HttpResponse:
-    return json_response(get_key_store().current().jwks(), headers={"Cache-Control": "public, max-age=300"})
+    """The public keys, with an ETag: gateways poll every few seconds with ``If-None-Match`` and an
+    unchanged set costs a 304. Caches must revalidate every time, so a retired key disappears at once."""
+    response = json_response(
+        get_key_store().current().jwks(), headers={"Cache-Control": "public, max-age=0, must-revalidate"}
+    )
+    response["ETag"] = f'"{hashlib.sha256(response.content).hexdigest()[:32]}"'
+    return get_conditional_response(request, etag=response["ETag"], response=response)
 
 
 def me(request: HttpRequest) -> HttpResponse:

@@ -28,6 +28,7 @@ from services.common.errors import (
     ApiError,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     Unauthenticated,
 )
 from services.common.render import dumps, error_body, error_response
@@ -91,17 +92,22 @@ def _user_id(subject: str) -> int | None:
     return int(subject) if subject.isascii() and subject.isdigit() and len(subject) <= 18 else None
 
 
-def principal_of(request: Request) -> Principal:
-    """Identity comes only from the gateway's assertion; anything invalid is anonymous."""
-    if identity.HEADER_SIGNATURE not in request.headers:
-        return Principal(user_id=None)
+def _verified(request: Request, body: bytes) -> Principal:
+    """Identity comes only from the gateway's assertion; anything invalid is anonymous.
+
+    The assertion is checked against the raw path, the raw query string and the exact body
+    this service received, so one captured for another request does not verify."""
+    settings: ServiceSettings = request.app.state.settings
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     try:
         asserted = identity.verify(
-            request.app.state.settings.identity_secret,
+            settings.identity_secret,
             request.headers,
             method=request.method,
             path=raw_path.decode("latin-1"),
+            query=request.scope.get("query_string", b"").decode("latin-1"),
+            body=body,
+            accept_v1=settings.identity_accept_v1,
         )
     except identity.IdentityError:
         return Principal(user_id=None, credentials="invalid")
@@ -111,6 +117,46 @@ def principal_of(request: Request) -> Principal:
     if user_id is None:
         return Principal(user_id=None, credentials="invalid")
     return Principal(user_id=user_id, credentials="identity")
+
+
+async def _signed_body(request: Request, limit: int) -> bytes:
+    """The whole body, for the digest the assertion signs; ``PayloadTooLarge`` beyond ``limit``
+    (the same 413 a handler's own read gives), so a huge body is never held just to verify."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge("The request body is too large.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge("The request body is too large.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands out ``body`` (already read) once, then defers to the real one (disconnects)."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def principal_of(request: Request) -> Principal:
+    """Who the caller is, as ``methods`` verified it before the handler ran."""
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):
+        return principal
+    # Not verified (a handler reached some other way): an assertion present is not trusted.
+    return Principal(
+        user_id=None, credentials="invalid" if identity.HEADER_SIGNATURE in request.headers else "none"
+    )
 
 
 def require_user(request: Request) -> int:
@@ -138,6 +184,13 @@ class methods:  # lower-case: reads as a function at the call site, methods(GET=
         handler = self.handlers.get("GET" if request.method == "HEAD" else request.method)
         if handler is None:
             raise MethodNotAllowed(request.method, self.allowed)
+        if identity.HEADER_SIGNATURE in request.headers:
+            # The signature covers the body: read it once here (within the size limit), verify,
+            # and hand the handler a request whose receive replays the same bytes for its own reads.
+            body = await _signed_body(request, settings_of(request).max_body_bytes)
+            receive = _replaying(body, receive)
+            request = Request(scope, receive)
+            request.state.principal = _verified(request, body)
         response = await handler(request)
         await response(scope, receive, send)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from services.common.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from services.common.json_body import BodyRejected, decode_object
 
 _ID_RE = re.compile(r"[1-9][0-9]{0,17}")
 _INT_RE = re.compile(r"-?[0-9]{1,9}")
@@ -58,17 +58,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def parse_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object: 415 for another media type, 413 above ``limit``, else 400 (json_body)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
     body = await _read_body(request, limit)
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    return data
+        return decode_object(body)
+    except BodyRejected as rejected:
+        raise BadRequest(rejected.message) from None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from identity.dev import DEV_SECRET
+
 ROOT = Path(__file__).resolve().parents[2]
-DEV_IDENTITY_SECRET = "dev-only-identity-secret"  # noqa: S105 - refused in production below
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -25,6 +26,8 @@ class ServiceSettings:
     workers: int
     database_url: str
     identity_secret: str
+    # Also accept v1 assertions (no query, no body bound) while an old gateway is still running.
+    identity_accept_v1: bool
     max_body_bytes: int
     log_level: str
 
@@ -39,14 +42,25 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
 def load_settings(name: str, env: Mapping[str, str] = os.environ) -> ServiceSettings:
     """``name`` is ``reviews`` or ``recommendations``: it picks ``REVIEWS_URL`` etc. and the default port."""
     default_port = {"reviews": 8002, "recommendations": 8003}[name]
     prefix = name.upper()
     url = urlsplit(env.get(f"{prefix}_URL", f"http://127.0.0.1:{default_port}"))
     var_dir = Path(env.get("VAR_DIR", str(ROOT / "var")))
-    secret = env.get("IDENTITY_SECRET", DEV_IDENTITY_SECRET)
-    if env.get("GATEWAY_ENV") == "production" and secret == DEV_IDENTITY_SECRET:
+    secret = env.get("IDENTITY_SECRET", DEV_SECRET)
+    if env.get("GATEWAY_ENV") == "production" and secret == DEV_SECRET:
         raise SettingsError("IDENTITY_SECRET must be set when GATEWAY_ENV=production")
     return ServiceSettings(
         name=name,
@@ -56,6 +70,7 @@ def load_settings(name: str, env: Mapping[str, str] = os.environ) -> ServiceSett
         workers=_int(env, f"{prefix}_WORKERS", 1),
         database_url=env.get("DATABASE_URL", f"sqlite:///{var_dir / 'legacy.sqlite3'}"),
         identity_secret=secret,
+        identity_accept_v1=_bool(env, "IDENTITY_ACCEPT_V1", False),
         max_body_bytes=_int(env, "SERVICE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         log_level=env.get("LOG_LEVEL", "info").lower(),
     )

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from flags.cli import app
-from flags.settings import DEFAULT_FLAGS
+from flags.settings import ensure_flags_file, load_flags_settings
 
 
 @pytest.fixture
 def run(tmp_path: Path):
-    shutil.copyfile(DEFAULT_FLAGS, tmp_path / "flags.json")
     runner = CliRunner()
     env = {"VAR_DIR": str(tmp_path), "REDIS_URL": "", "UNLEASH_URL": "", "COLUMNS": "200"}
+    ensure_flags_file(load_flags_settings(env))
 
     def invoke(*args: str):
         return runner.invoke(app, list(args), env=env)

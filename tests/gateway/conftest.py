@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flags.settings import DEFAULT_FLAGS
+from flags import default_flags, route_ids
+from flags.routes_file import SHIPPED_ROUTES_FILE
 from tests.support.servers import free_port, legacy_env, legacy_server, seeded_copies, serve, service_server
 
 SECRET = "gateway-test-identity-secret"
@@ -53,7 +54,7 @@ class Stack:
 
 
 def _flags_file(path: Path, enabled_prefix: str | None) -> None:
-    document = json.loads(DEFAULT_FLAGS.read_text())
+    document = default_flags(route_ids(SHIPPED_ROUTES_FILE))
     for feature in document["features"]:
         feature["enabled"] = enabled_prefix is not None and feature["name"].startswith(enabled_prefix)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from gateway.accesslog import AccessLog
 def test_lines_are_json_and_reach_the_stream_on_flush():
     stream = io.StringIO()
     log = AccessLog(stream)
-    log.line("req-1", "GET", "reviews.list", "reviews", 200, 0.0123456)
+    log.line("req-1", "GET", "reviews.list", "candidate", "reviews", 200, 0.0123456)
     assert stream.getvalue() == ""
     log.flush()
     (line,) = stream.getvalue().splitlines()
@@ -20,7 +20,8 @@ def test_lines_are_json_and_reach_the_stream_on_flush():
         "request_id": "req-1",
         "method": "GET",
         "route": "reviews.list",
-        "backend": "reviews",
+        "backend": "candidate",
+        "cluster": "reviews",
         "status": 200,
         "duration_ms": 12.346,
     }
@@ -29,21 +30,33 @@ def test_lines_are_json_and_reach_the_stream_on_flush():
 def test_disabled_log_writes_nothing():
     stream = io.StringIO()
     log = AccessLog(stream, enabled=False)
-    log.line("req-1", "GET", "unmatched", "legacy", 404, 0.001)
+    log.line("req-1", "GET", "unmatched", "legacy", "legacy", 404, 0.001)
     log.flush()
     assert stream.getvalue() == ""
 
 
+class _FlushSignal(io.StringIO):
+    """A stream that tells the test when the log has flushed into it (no guessing how long that takes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed = asyncio.Event()
+
+    def flush(self) -> None:
+        super().flush()
+        self.flushed.set()
+
+
 def test_the_flush_task_writes_periodically_and_on_cancel():
-    stream = io.StringIO()
+    stream = _FlushSignal()
     log = AccessLog(stream)
 
     async def run() -> None:
         task = asyncio.create_task(log.run())
-        log.line("a", "GET", "r", "legacy", 200, 0.001)
-        await asyncio.sleep(0.3)
+        log.line("a", "GET", "r", "legacy", "legacy", 200, 0.001)
+        await asyncio.wait_for(stream.flushed.wait(), timeout=5)  # a bound, not a target
         assert stream.getvalue().count("\n") == 1
-        log.line("b", "GET", "r", "legacy", 200, 0.001)
+        log.line("b", "GET", "r", "legacy", "legacy", 200, 0.001)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

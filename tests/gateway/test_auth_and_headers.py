@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import identity
 from tests.gateway.conftest import SECRET, Stack
+from tests.support.waiting import eventually
 
 ISSUER, AUDIENCE = "shop-legacy", "shop-api"
 
@@ -70,7 +71,7 @@ def _bad_tokens(stack: Stack) -> dict[str, str]:
         "signed by another key": jwt.encode({**claims}, rogue, algorithm="RS256", headers={"kid": kid}),
         "tampered payload": f"{head}.{_b64({**claims, 'sub': '2'})}.{signature}",
         "truncated": good[: len(good) // 2],
-        "16 KB": "a" * 16384,
+        "7 KB": "a" * 7000,  # larger headers are a 431 before auth (test_http_limits.py)
         "garbage": "not-a-token",
     }
 
@@ -101,7 +102,7 @@ def test_a_valid_token_gets_through_once_verified(clean_recorder: Stack):
         "signed by another key",
         "tampered payload",
         "truncated",
-        "16 KB",
+        "7 KB",
         "garbage",
     ],
 )
@@ -164,9 +165,33 @@ def test_spoofed_identity_and_forwarding_headers_never_reach_the_backend(
     assert received["x-user-scopes"] == ("user" if signed_in else "")
     assert received["x-forwarded-for"] == "127.0.0.1"
     assert "x-forwarded-host" not in received
-    verified = identity.verify(SECRET, received, method="GET", path="/api/v1/items/1")
+    verified = identity.verify(
+        SECRET, received, method="GET", path="/api/v1/items/1", query=request["query"], body=b""
+    )
     assert verified.user_id == ("1" if signed_in else "")
     assert request["query"] == "x=1"
+
+
+def test_the_assertion_binds_the_query_and_body_the_backend_receives(clean_recorder: Stack):
+    stack = clean_recorder
+    body = '{"item_id": 2, "rating": 5, "body": "배송이 빨라요"}'.encode()
+    response = httpx.post(
+        f"{stack.recording_gateway}/api/v1/reviews?source=app%20v2&x=1",
+        content=body,
+        headers={"Authorization": f"Bearer {_token(stack)}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    (request,) = stack.recorded()
+    received = dict(request["headers"])
+    assert received["x-identity-signature"].startswith("v2=")
+    sent = {"method": "POST", "path": request["path"], "query": request["query"]}
+    assert request["query"] == "source=app%20v2&x=1"
+    received_body = request["body"].encode()
+    assert received_body == body
+    assert identity.verify(SECRET, received, **sent, body=received_body).user_id == "1"
+    for other in ({**sent, "body": body + b" "}, {**sent, "query": "source=app%20v2", "body": body}):
+        with pytest.raises(identity.IdentityError):
+            identity.verify(SECRET, received, **other)
 
 
 def test_bulkhead_refuses_at_once_instead_of_queueing(clean_recorder: Stack):
@@ -174,7 +199,10 @@ def test_bulkhead_refuses_at_once_instead_of_queueing(clean_recorder: Stack):
     slow = threading.Thread(target=lambda: httpx.get(f"{stack.recording_gateway}/slow", timeout=10))
     slow.start()
     try:
-        time.sleep(0.3)  # the slow request holds the cluster's only slot
+        # Once the recorder has the slow request, it holds the cluster's only slot (for 1 s).
+        assert eventually(
+            lambda: stack.recorder_log.exists() and '"path": "/slow"' in stack.recorder_log.read_text()
+        )
         response = httpx.get(f"{stack.recording_gateway}/api/v1/items/1", timeout=10)
         assert slow.is_alive(), "answered while the slow request still holds the slot: not queued behind it"
         assert response.status_code == 503

@@ -6,13 +6,13 @@ import http.client
 import json
 import subprocess
 import sys
-import time
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.gateway.conftest import ADMIN_TOKEN, Stack
+from tests.support.waiting import eventually
 
 
 def test_hot_route_goes_to_legacy_by_default_and_answers_the_same(stack: Stack):
@@ -38,7 +38,13 @@ def test_signed_in_requests_reach_the_backend_as_the_user(stack: Stack):
     assert me.json()["username"] == "demo2"
 
 
-def test_flagctl_flip_reaches_both_workers_within_100_ms(stack: Stack):
+def _served_by(url: str, headers: dict[str, str] | None = None, count: int = 30) -> set[str]:
+    """Who answered ``count`` requests, each on a new connection so both uvicorn workers answer some."""
+    return {httpx.get(url, headers=headers).headers["x-served-by"] for _ in range(count)}
+
+
+def test_flagctl_flip_reaches_both_workers(stack: Stack):
+    # How fast it gets there is measured by bench/override_propagation.py, not asserted here.
     env = {"VAR_DIR": str(stack.gateway_var), "REDIS_URL": "", "UNLEASH_URL": "", "PATH": "/usr/bin:/bin"}
     flagctl = [sys.executable, "-m", "flags.cli"]
     token = stack.token("demo1")
@@ -52,10 +58,7 @@ def test_flagctl_flip_reaches_both_workers_within_100_ms(stack: Stack):
             text=True,
         )
         assert result.returncode == 0, result.stderr
-        time.sleep(0.1)
-        # New connections so both uvicorn workers answer some of them.
-        served = {httpx.get(url, headers=headers).headers["x-served-by"] for _ in range(30)}
-        assert served == {"reviews"}
+        assert eventually(lambda: _served_by(url, headers) == {"reviews"})
         result = subprocess.run(
             [*flagctl, "route", "reviews.list", "--to", "legacy", "--reason", "back"],
             env=env,
@@ -63,8 +66,7 @@ def test_flagctl_flip_reaches_both_workers_within_100_ms(stack: Stack):
             text=True,
         )
         assert result.returncode == 0, result.stderr
-        time.sleep(0.1)
-        assert {httpx.get(url, headers=headers).headers["x-served-by"] for _ in range(30)} == {"legacy"}
+        assert eventually(lambda: _served_by(url, headers) == {"legacy"})
     finally:
         subprocess.run([*flagctl, "release", "--all", "--reason", "test over"], env=env, capture_output=True)
 
@@ -114,8 +116,15 @@ def test_health_ready_metrics_and_admin(stack: Stack):
     assert ready.status_code == 200, ready.text
     metrics = httpx.get(f"{stack.gateway}/_gateway/metrics").text
     assert "gateway_requests_total" in metrics
-    in_flight = [line for line in metrics.splitlines() if line.startswith("gateway_requests_in_flight ")]
-    assert in_flight == ["gateway_requests_in_flight 0.0"], "nothing in flight between requests"
+
+    def nothing_in_flight() -> bool:
+        # Summed over both workers; each refreshes its figure every second.
+        text = httpx.get(f"{stack.gateway}/_gateway/metrics").text
+        return [line for line in text.splitlines() if line.startswith("gateway_requests_in_flight ")] == [
+            "gateway_requests_in_flight 0.0"
+        ]
+
+    assert eventually(nothing_in_flight, timeout=5), "nothing in flight between requests"
     assert httpx.get(f"{stack.gateway}/_gateway/admin/routes").status_code == 401
     routes = httpx.get(
         f"{stack.gateway}/_gateway/admin/routes", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -142,9 +151,8 @@ def test_admin_api_moves_a_route_into_the_same_audit_trail_as_flagctl(stack: Sta
     )
     assert moved.status_code == 200, moved.text
     try:
-        time.sleep(0.1)
-        response = httpx.get(f"{stack.gateway}/api/v1/reviews/items/1/summary")
-        assert response.headers["x-served-by"] == "reviews"
+        summary = f"{stack.gateway}/api/v1/reviews/items/1/summary"
+        assert eventually(lambda: _served_by(summary) == {"reviews"})
         rows = {row["route"]: row for row in httpx.get(f"{base}/routes", headers=admin).json()["routes"]}
         assert (rows["reviews.summary"]["backend"], rows["reviews.summary"]["source"]) == (
             "candidate",

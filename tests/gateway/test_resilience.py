@@ -58,7 +58,28 @@ def test_the_dead_candidates_breaker_opens(stack: Stack):
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
     ).json()["routes"]
     assert {row["breaker"] for row in routes if row["candidate"] == "reviews"} == {OPEN}
-    assert "gateway_breaker_state" in httpx.get(f"{stack.dead_candidate_gateway}/_gateway/metrics").text
+    assert (
+        'gateway_breaker_state{cluster="reviews"} 2.0'
+        in httpx.get(f"{stack.dead_candidate_gateway}/_gateway/metrics").text
+    )
+
+
+def test_with_the_breaker_open_a_post_is_routed_to_legacy_and_written_once(stack: Stack):
+    """An open breaker is a routing decision (nothing reached the candidate), not a replay."""
+    token = stack.token("demo4")
+    with sqlite3.connect(stack.database) as db:
+        reviewed = {row[0] for row in db.execute("SELECT item_id FROM reviews_review WHERE user_id = 4")}
+        item = min(set(range(1, 41)) - reviewed)
+    response = httpx.post(
+        f"{stack.dead_candidate_gateway}/api/v1/reviews",
+        json={"item_id": item, "rating": 4, "body": "routed around the open breaker"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["x-served-by"] == "legacy"
+    with sqlite3.connect(stack.database) as db:
+        query = "SELECT COUNT(*) FROM reviews_review WHERE body = 'routed around the open breaker'"
+        assert db.execute(query).fetchone()[0] == 1
 
 
 class Clock:
@@ -76,14 +97,16 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
-def test_breaker_opens_on_consecutive_failures_then_half_opens_and_closes(clock: Clock):
-    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=3, open_seconds=5))
+def test_breaker_opens_on_consecutive_connect_failures_then_half_opens_and_closes(clock: Clock):
+    breaker = CircuitBreaker(BreakerPolicy(connect_failures=3, open_seconds=5))
     for _ in range(3):
         assert breaker.allow()
-        breaker.record(False)
+        breaker.record(False, connect_failure=True)
     assert breaker.state == OPEN
+    assert breaker.is_open()
     assert not breaker.allow(), "open: shed at once"
     clock.now += 5
+    assert not breaker.is_open(), "time for a probe"
     assert breaker.allow(), "half-open: one probe"
     assert breaker.state == HALF_OPEN
     assert not breaker.allow(), "only one probe at a time"
@@ -93,9 +116,9 @@ def test_breaker_opens_on_consecutive_failures_then_half_opens_and_closes(clock:
 
 
 def test_a_failed_probe_opens_the_breaker_again(clock: Clock):
-    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1, open_seconds=5))
+    breaker = CircuitBreaker(BreakerPolicy(connect_failures=1, open_seconds=5))
     breaker.allow()
-    breaker.record(False)
+    breaker.record(False, connect_failure=True)
     clock.now += 5
     assert breaker.allow()
     breaker.record(False)
@@ -103,20 +126,57 @@ def test_a_failed_probe_opens_the_breaker_again(clock: Clock):
     assert not breaker.allow()
 
 
-def test_breaker_opens_on_failure_rate(clock: Clock):
-    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=100, failure_rate=0.5, window=10, min_calls=10))
+def test_an_abandoned_probe_lets_the_next_request_probe(clock: Clock):
+    """A probe refused by the bulkhead or cancelled must not leave the breaker half-open for ever."""
+    breaker = CircuitBreaker(BreakerPolicy(connect_failures=1, open_seconds=5))
+    breaker.record(False, connect_failure=True)
+    clock.now += 5
+    assert breaker.allow()
+    breaker.abandon()
+    assert breaker.allow(), "the slot is free again"
+
+
+def test_a_handful_of_5xx_from_one_client_does_not_open_the_breaker(clock: Clock):
+    """Five hostile requests answered 500 are failures, but not volume (the attack run's finding)."""
+    breaker = CircuitBreaker(BreakerPolicy(min_calls=20, failure_rate=0.5))
+    for _ in range(19):
+        breaker.record(False)
+    assert breaker.state == CLOSED
+
+
+def test_breaker_opens_on_failure_rate_over_the_minimum_volume(clock: Clock):
+    breaker = CircuitBreaker(BreakerPolicy(failure_rate=0.5, min_calls=10))
     for outcome in [True, False] * 4 + [False, False]:
         breaker.record(outcome)
     assert breaker.state == OPEN
 
 
+def test_failures_leave_the_window(clock: Clock):
+    breaker = CircuitBreaker(BreakerPolicy(failure_rate=0.5, min_calls=10, window_seconds=10))
+    for _ in range(9):
+        breaker.record(False)
+    clock.now += 10
+    breaker.record(False)
+    assert breaker.state == CLOSED, "the nine old failures are out of the window"
+
+
 def test_occasional_failures_keep_the_breaker_closed(clock: Clock):
-    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=3))
+    breaker = CircuitBreaker(BreakerPolicy())
     for _ in range(50):
         breaker.record(False)
         for _ in range(3):
             breaker.record(True)
     assert breaker.state == CLOSED
+
+
+def test_every_state_change_is_reported(clock: Clock):
+    seen: list[str] = []
+    breaker = CircuitBreaker(BreakerPolicy(connect_failures=1, open_seconds=5), on_change=seen.append)
+    breaker.record(False, connect_failure=True)
+    clock.now += 5
+    breaker.allow()
+    breaker.record(True)
+    assert seen == [OPEN, HALF_OPEN, CLOSED]
 
 
 def test_bulkhead_counts_in_flight():

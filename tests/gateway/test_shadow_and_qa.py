@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 
@@ -70,13 +69,28 @@ def test_shadow_compares_with_the_other_backend_and_counts_matches(stack: Stack)
     assert admin.json()["mismatches"] == []
 
 
+def _captured(stack: Stack, route: str) -> int:
+    if not stack.capture_file.exists():
+        return 0
+    return stack.capture_file.read_text().count(f'"route": "{route}"')
+
+
+def _shadow_in_flight(url: str) -> int:
+    admin = httpx.get(f"{url}/_gateway/admin/shadow", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    return int(admin.json()["in_flight"])
+
+
 def test_a_post_is_never_shadowed(stack: Stack):
     token = stack.token("demo2")
+    captured = _captured(stack, "reviews.create")
     response = httpx.post(
         f"{stack.shadow_gateway}/api/v1/reviews", json={}, headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 400  # the monolith's validation answer; nothing written
-    time.sleep(0.3)
+    # The gateway decides on shadow, then on capture, in one step after answering: once the POST's
+    # capture line is written, a shadow would have been started, and once none is in flight, counted.
+    assert eventually(lambda: _captured(stack, "reviews.create") > captured)
+    assert eventually(lambda: _shadow_in_flight(stack.shadow_gateway) == 0)
     assert not any(route == "reviews.create" for route, _ in _shadow_counts(stack.shadow_gateway))
 
 

@@ -1,5 +1,6 @@
 import hashlib
 import hmac
+import io
 
 import pytest
 
@@ -10,6 +11,7 @@ from identity import (
     HEADER_USER_ID,
     IDENTITY_HEADERS,
     IdentityError,
+    body_sha256,
     canonical_string,
     sign,
     verify,
@@ -17,13 +19,24 @@ from identity import (
 
 SECRET = "test-secret"
 NOW = 1_790_000_000
-REQUEST = {"method": "GET", "path": "/api/v1/reviews/me"}
+BODY = b'{"item_id": 2, "rating": 5, "body": "\xeb\xb0\xb0\xec\x86\xa1"}'
+REQUEST = {"method": "POST", "path": "/api/v1/reviews", "query": "size=3&sort=rating", "body": BODY}
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def _signed(user_id: str = "42", scopes: str = "user", **overrides: object) -> dict[str, str]:
     fields: dict = {**REQUEST, "user_id": user_id, "scopes": scopes, "request_id": "req-1", "timestamp": NOW}
     fields.update(overrides)
     return sign(SECRET, **fields)
+
+
+def _v1_signed(secret: str = SECRET, timestamp: int = NOW) -> dict[str, str]:
+    """What a v1 gateway sent: the documented v1 string, which has no query and no body."""
+    message = f"v1\n{timestamp}\nPOST\n/api/v1/reviews\n42\nuser\nreq-1"
+    digest = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+    headers = _signed(timestamp=timestamp)
+    headers[HEADER_SIGNATURE] = f"v1={digest}"
+    return headers
 
 
 def test_round_trip_returns_identity():
@@ -35,14 +48,17 @@ def test_round_trip_returns_identity():
     assert identity.is_authenticated
 
 
-def test_signature_is_hmac_sha256_of_the_v1_canonical_string():
+def test_signature_is_hmac_sha256_of_the_v2_canonical_string():
     headers = _signed()
-    message = "v1\n1790000000\nGET\n/api/v1/reviews/me\n42\nuser\nreq-1"
+    digest = hashlib.sha256(BODY).hexdigest()
+    message = f"v2\n1790000000\nPOST\n/api/v1/reviews\nsize=3&sort=rating\n{digest}\n42\nuser\nreq-1"
     assert (
         canonical_string(
             timestamp=NOW,
-            method="GET",
-            path="/api/v1/reviews/me",
+            method="POST",
+            path="/api/v1/reviews",
+            query="size=3&sort=rating",
+            body_sha256=body_sha256(BODY),
             user_id="42",
             scopes="user",
             request_id="req-1",
@@ -50,7 +66,22 @@ def test_signature_is_hmac_sha256_of_the_v1_canonical_string():
         == message
     )
     expected = hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
-    assert headers[HEADER_SIGNATURE] == f"v1={expected}"
+    assert headers[HEADER_SIGNATURE] == f"v2={expected}"
+
+
+def test_no_body_is_signed_as_the_digest_of_empty_bytes():
+    assert body_sha256(b"") == EMPTY_SHA256
+    headers = _signed(method="GET", query="", body=b"")
+    message = f"v2\n{NOW}\nGET\n/api/v1/reviews\n\n{EMPTY_SHA256}\n42\nuser\nreq-1"
+    expected = hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
+    assert headers[HEADER_SIGNATURE] == f"v2={expected}"
+
+
+def test_query_and_body_must_be_given_explicitly():
+    with pytest.raises(TypeError):
+        sign(SECRET, method="GET", path="/x", user_id="", scopes="", request_id="r")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        verify(SECRET, _signed(), method="GET", path="/x", now=NOW)  # type: ignore[call-arg]
 
 
 def test_anonymous_assertion_has_empty_user():
@@ -83,13 +114,30 @@ def test_tampered_header_is_rejected(header, value):
 
 
 @pytest.mark.parametrize(
-    "request_fields",
-    [{"method": "DELETE", "path": "/api/v1/reviews/me"}, {"method": "GET", "path": "/api/v1/reviews/1"}],
+    "changed",
+    [
+        {"method": "DELETE"},
+        {"path": "/api/v1/reviews/1"},
+        {"query": "size=100&sort=rating"},
+        {"query": "sort=rating&size=3"},  # same parameters, another order: another request line
+        {"query": "size=%33&sort=rating"},  # same decoded value, other encoding: raw text is signed
+        {"query": ""},
+        {"query": "size=3&sort=rating&"},
+        {"body": b'{"item_id": 2, "rating": 1, "body": "x"}'},
+        {"body": BODY + b"\n"},
+        {"body": b""},
+    ],
+    ids=lambda changed: "-".join(f"{k}={v!r}" for k, v in changed.items()),
 )
-def test_assertion_is_bound_to_method_and_path(request_fields):
+def test_a_replay_with_another_method_path_query_or_body_is_rejected(changed):
     with pytest.raises(IdentityError) as excinfo:
-        verify(SECRET, _signed(), **request_fields, now=NOW)
+        verify(SECRET, _signed(), **{**REQUEST, **changed}, now=NOW)
     assert excinfo.value.reason == "bad_signature"
+
+
+def test_an_empty_body_verifies_when_none_was_signed():
+    request = {**REQUEST, "method": "GET", "query": "", "body": b""}
+    assert verify(SECRET, _signed(**request), **request, now=NOW).user_id == "42"
 
 
 def test_wrong_secret_is_rejected():
@@ -98,8 +146,17 @@ def test_wrong_secret_is_rejected():
     assert excinfo.value.reason == "bad_signature"
 
 
-def test_any_of_several_secrets_verifies_during_rotation():
-    assert verify(["new-secret", SECRET], _signed(), **REQUEST, now=NOW).user_id == "42"
+@pytest.mark.parametrize(
+    "secrets", [["new-secret", SECRET], [SECRET, "new-secret"], (b"new", SECRET.encode())]
+)
+def test_any_of_several_secrets_verifies_during_rotation(secrets):
+    assert verify(secrets, _signed(), **REQUEST, now=NOW).user_id == "42"
+
+
+def test_rotation_still_binds_the_body():
+    with pytest.raises(IdentityError) as excinfo:
+        verify(["new-secret", SECRET], _signed(), **{**REQUEST, "body": b"{}"}, now=NOW)
+    assert excinfo.value.reason == "bad_signature"
 
 
 @pytest.mark.parametrize(("offset", "reason"), [(-31, "expired"), (31, "future")])
@@ -126,8 +183,10 @@ def test_missing_header_is_rejected(missing):
 @pytest.mark.parametrize(
     ("header", "value"),
     [
-        (HEADER_SIGNATURE, "v2=" + "0" * 64),
-        (HEADER_SIGNATURE, "v1=XYZ"),
+        (HEADER_SIGNATURE, "v3=" + "0" * 64),
+        (HEADER_SIGNATURE, "v2=XYZ"),
+        (HEADER_SIGNATURE, "v2=" + "A" * 64),
+        (HEADER_SIGNATURE, "v2=" + "0" * 63),
         (HEADER_TIMESTAMP, "12.5"),
         (HEADER_TIMESTAMP, "-5"),
         (HEADER_USER_ID, "%ff%fe"),
@@ -139,6 +198,40 @@ def test_malformed_header_is_rejected(header, value):
     with pytest.raises(IdentityError) as excinfo:
         verify(SECRET, headers, **REQUEST, now=NOW)
     assert excinfo.value.reason == "malformed"
+
+
+# --- v1 (method and path only): refused unless a backend opts in for an upgrade window ------------
+
+
+def test_a_valid_v1_assertion_is_refused_by_default():
+    with pytest.raises(IdentityError) as excinfo:
+        verify(SECRET, _v1_signed(), **REQUEST, now=NOW)
+    assert excinfo.value.reason == "unsupported_version"
+
+
+def test_a_v1_assertion_verifies_when_v1_is_accepted():
+    identity = verify(SECRET, _v1_signed(), **REQUEST, now=NOW, accept_v1=True)
+    assert (identity.user_id, identity.scopes) == ("42", ("user",))
+
+
+def test_the_v1_window_still_checks_secret_rotation_skew_path_and_method():
+    assert verify(["new", SECRET], _v1_signed(), **REQUEST, now=NOW, accept_v1=True).user_id == "42"
+    cases = [
+        (_v1_signed(secret="other"), REQUEST, "bad_signature"),
+        (_v1_signed(timestamp=NOW - 31), REQUEST, "expired"),
+        (_v1_signed(), {**REQUEST, "path": "/api/v1/reviews/me"}, "bad_signature"),
+        (_v1_signed(), {**REQUEST, "method": "PUT"}, "bad_signature"),
+    ]
+    for headers, request, reason in cases:
+        with pytest.raises(IdentityError) as excinfo:
+            verify(SECRET, headers, **request, now=NOW, accept_v1=True)
+        assert excinfo.value.reason == reason
+
+
+def test_accepting_v1_does_not_weaken_v2():
+    with pytest.raises(IdentityError) as excinfo:
+        verify(SECRET, _signed(), **{**REQUEST, "query": "size=100"}, now=NOW, accept_v1=True)
+    assert excinfo.value.reason == "bad_signature"
 
 
 @pytest.mark.parametrize("user_id", ["김민준", "ユーザー", "émile@example.com", "a b/c%d"])
@@ -164,6 +257,8 @@ def test_non_ascii_user_id_signature_covers_utf8_bytes():
         {"request_id": ""},
         {"method": "get"},
         {"path": "/x?y=1"},
+        {"query": "a=1\nb=2"},
+        {"query": "a=\x00"},
     ],
 )
 def test_sign_refuses_fields_that_could_forge_the_canonical_string(overrides):
@@ -172,19 +267,55 @@ def test_sign_refuses_fields_that_could_forge_the_canonical_string(overrides):
     assert excinfo.value.reason == "malformed"
 
 
-def test_command_line_prints_verifiable_headers(capsys, monkeypatch):
+def test_verify_refuses_a_received_query_with_a_control_character():
+    with pytest.raises(IdentityError) as excinfo:
+        verify(SECRET, _signed(), **{**REQUEST, "query": "size=3\n"}, now=NOW)
+    assert excinfo.value.reason == "malformed"
+
+
+# --- python -m identity ---------------------------------------------------------------------------
+
+
+def _cli_headers(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, str]:
     from identity.__main__ import main
 
+    assert main(argv) == 0
+    return dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+
+
+def test_command_line_prints_verifiable_headers(capsys, monkeypatch):
     monkeypatch.setenv("IDENTITY_SECRET", SECRET)
-    assert main(["get", "/api/v1/reviews/me", "--user", "7", "--request-id", "cli-1"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    headers = dict(line.split(": ", 1) for line in lines)
-    identity = verify(SECRET, headers, method="GET", path="/api/v1/reviews/me")
+    headers = _cli_headers(capsys, ["get", "/api/v1/reviews/me", "--user", "7", "--request-id", "cli-1"])
+    identity = verify(SECRET, headers, method="GET", path="/api/v1/reviews/me", query="", body=b"")
     assert (identity.user_id, identity.scopes, identity.request_id) == ("7", ("user",), "cli-1")
 
 
-def test_command_line_refuses_unsignable_input(capsys):
+def test_command_line_signs_the_query_of_the_target(capsys, monkeypatch):
+    monkeypatch.setenv("IDENTITY_SECRET", SECRET)
+    headers = _cli_headers(capsys, ["GET", "/api/v1/reviews/items/1?size=3&sort=rating", "--user", "7"])
+    request = {"method": "GET", "path": "/api/v1/reviews/items/1", "body": b""}
+    assert verify(SECRET, headers, **request, query="size=3&sort=rating").user_id == "7"
+    with pytest.raises(IdentityError):
+        verify(SECRET, headers, **request, query="size=50&sort=rating")
+
+
+@pytest.mark.parametrize("how", ["text", "file", "stdin"])
+def test_command_line_signs_the_exact_body(capsys, monkeypatch, tmp_path, how):
+    monkeypatch.setenv("IDENTITY_SECRET", SECRET)
+    data = {"text": BODY.decode(), "file": f"@{tmp_path / 'body.json'}", "stdin": "@-"}[how]
+    (tmp_path / "body.json").write_bytes(BODY)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(BODY)))
+    headers = _cli_headers(capsys, ["POST", "/api/v1/reviews", "--user", "7", "--data-binary", data])
+    request = {"method": "POST", "path": "/api/v1/reviews", "query": ""}
+    assert verify(SECRET, headers, **request, body=BODY).user_id == "7"
+    with pytest.raises(IdentityError):
+        verify(SECRET, headers, **request, body=b"{}")
+
+
+def test_command_line_refuses_unsignable_input(capsys, tmp_path):
     from identity.__main__ import main
 
-    assert main(["GET", "/x?y=1"]) == 2
+    assert main(["GET", "/x?y=\x01"]) == 2
     assert "cannot sign" in capsys.readouterr().err
+    assert main(["POST", "/x", "--data-binary", f"@{tmp_path / 'missing.json'}"]) == 2
+    assert "cannot read the body" in capsys.readouterr().err

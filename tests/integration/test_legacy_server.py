@@ -59,8 +59,19 @@ def test_head_has_headers_but_no_body(legacy):
     assert data == b""
 
 
-def _assertion(path: str, user_id: str) -> dict[str, str]:
-    return identity.sign(SECRET, method="GET", path=path, user_id=user_id, scopes="user", request_id="it-1")
+def _assertion(
+    path: str, user_id: str, *, method: str = "GET", query: str = "", body: bytes = b""
+) -> dict[str, str]:
+    return identity.sign(
+        SECRET,
+        method=method,
+        path=path,
+        query=query,
+        body=body,
+        user_id=user_id,
+        scopes="user",
+        request_id="it-1",
+    )
 
 
 def test_assertion_is_checked_against_the_raw_path(legacy):
@@ -88,3 +99,29 @@ def test_a_signed_in_write_over_the_wire(legacy):
     location = response.getheader("Location")
     response, data = _request(legacy, "GET", location, headers=headers)
     assert json.loads(data)["body"] == "한글 리뷰 over HTTP"
+
+
+def test_assertion_is_checked_against_the_raw_query_and_body_gunicorn_received(legacy):
+    # gunicorn hands Django the query string undecoded; the gateway signed it undecoded.
+    raw_query = "size=100&page=%31"
+    headers = _assertion("/api/v1/reviews/me", "4", query=raw_query)
+    response, data = _request(legacy, "GET", f"/api/v1/reviews/me?{raw_query}", headers=headers)
+    assert response.status == 200, data
+    reviewed = {review["item_id"] for review in json.loads(data)["items"]}
+    response, data = _request(legacy, "GET", "/api/v1/reviews/me?size=100&page=1", headers=headers)
+    assert response.status == 401, data
+
+    item = min(set(range(1, 41)) - reviewed)
+    body = json.dumps(
+        {"item_id": item, "rating": 5, "body": "한글 over the wire"}, ensure_ascii=False
+    ).encode()
+    signed = {
+        **_assertion("/api/v1/reviews", "4", method="POST", body=body),
+        "Content-Type": "application/json",
+    }
+    response, data = _request(
+        legacy, "POST", "/api/v1/reviews", body.replace(b'"rating": 5', b'"rating": 1'), signed
+    )
+    assert response.status == 401, data
+    response, data = _request(legacy, "POST", "/api/v1/reviews", body, signed)
+    assert response.status == 201, data

@@ -96,13 +96,17 @@ def user_id(username: str) -> int:
 
 
 def assertion_headers(
-    method: str, path: str, user: str = "", scopes: str = "user", **kwargs: Any
+    method: str, target: str, user: str = "", scopes: str = "user", *, body: bytes = b"", **kwargs: Any
 ) -> dict[str, str]:
-    """Headers the gateway would add, signed with the monolith's secret."""
+    """Headers the gateway would add for ``target`` (path and raw query) and ``body`` (none for a
+    GET), signed with the monolith's secret."""
+    path, _, query = target.partition("?")
     return identity.sign(
         settings.IDENTITY_SECRET,
         method=method,
         path=path,
+        query=query,
+        body=body,
         user_id=user,
         scopes=scopes,
         request_id=kwargs.pop("request_id", "req-test-1"),

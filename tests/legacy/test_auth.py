@@ -1,5 +1,8 @@
 """Auth issuer (token, JWKS, rotation) and how the monolith recognises callers."""
 
+import hashlib
+import hmac
+import json
 import time
 
 import jwt
@@ -8,6 +11,8 @@ from django.conf import settings
 from jwt import PyJWKSet
 
 from legacy_django.common.signing_keys import DirectoryKeyStore, get_key_store
+from legacy_django.items.models import Item
+from legacy_django.reviews.models import Review
 from tests.legacy.conftest import assert_error, assertion_headers, user_id
 
 TOKEN_URL = "/api/v1/auth/token"
@@ -235,7 +240,7 @@ def test_assertion_wins_over_a_bearer_token(api):
     "tamper",
     [
         lambda h: h.update({"x-user-id": "1"}),
-        lambda h: h.update({"x-identity-signature": "v1=" + "0" * 64}),
+        lambda h: h.update({"x-identity-signature": "v2=" + "0" * 64}),
         lambda h: h.pop("x-identity-timestamp"),
     ],
 )
@@ -265,7 +270,7 @@ def test_anonymous_assertion_on_a_public_endpoint(api):
 def test_invalid_assertion_on_a_public_endpoint_is_anonymous(api):
     path = "/api/v1/reviews/items/1"
     headers = assertion_headers("GET", path, user=str(user_id("demo1")))
-    headers["x-identity-signature"] = "v1=" + "f" * 64
+    headers["x-identity-signature"] = "v2=" + "f" * 64
     response = api.get(path, headers=headers)
     assert response.status_code == 200
     assert all("helpful_by_me" not in review for review in response.json()["items"])
@@ -275,3 +280,84 @@ def test_request_id_from_the_gateway_is_echoed(api):
     headers = assertion_headers("GET", ME, user=str(user_id("demo2")), request_id="gw-abc-123")
     headers["x-request-id"] = "gw-abc-123"
     assert api.get(ME, headers=headers)["X-Request-Id"] == "gw-abc-123"
+
+
+# --- v2 binds the query and the body: a captured assertion replayed with others is refused ---------
+
+MINE = "/api/v1/reviews/me"
+PUBLIC = "/api/v1/reviews/items/1"
+
+
+def _unreviewed_item(username: str) -> int:
+    reviewed = Review.objects.filter(user_id=user_id(username)).values_list("item_id", flat=True)
+    return Item.objects.exclude(id__in=reviewed).order_by("id").values_list("id", flat=True)[0]
+
+
+def test_assertion_signed_with_the_query_identifies_the_user(api):
+    headers = assertion_headers("GET", f"{MINE}?size=1", user=str(user_id("demo2")))
+    response = api.get(f"{MINE}?size=1", headers=headers)
+    assert response.status_code == 200, response.content
+    assert response.json()["pagination"]["size"] == 1
+
+
+@pytest.mark.parametrize(
+    "replayed",
+    [f"{MINE}?size=100", f"{MINE}?size=1&page=2", MINE, f"{MINE}?size=%31"],
+    ids=["other-value", "extra-parameter", "no-query", "same-value-other-encoding"],
+)
+def test_assertion_replayed_with_another_query_is_401(api, replayed):
+    headers = assertion_headers("GET", f"{MINE}?size=1", user=str(user_id("demo2")))
+    assert_error(api.get(replayed, headers=headers), 401, "unauthenticated")
+
+
+def test_assertion_replayed_with_another_query_on_a_public_endpoint_is_anonymous(api):
+    headers = assertion_headers("GET", f"{PUBLIC}?size=3", user=str(user_id("demo1")))
+    signed = api.get(f"{PUBLIC}?size=3", headers=headers).json()["items"]
+    assert signed and all("helpful_by_me" in review for review in signed)
+    replayed = api.get(f"{PUBLIC}?size=50", headers=headers)
+    assert replayed.status_code == 200
+    assert all("helpful_by_me" not in review for review in replayed.json()["items"])
+
+
+def test_assertion_replayed_with_another_body_is_401_and_writes_nothing(api):
+    item = _unreviewed_item("demo2")
+    signed_body = json.dumps({"item_id": item, "rating": 5, "body": "signed"}).encode()
+    headers = assertion_headers("POST", "/api/v1/reviews", user=str(user_id("demo2")), body=signed_body)
+    replayed_body = json.dumps({"item_id": item, "rating": 1, "body": "replayed"}).encode()
+    assert_error(api.post("/api/v1/reviews", replayed_body, headers=headers), 401, "unauthenticated")
+    assert not Review.objects.filter(user_id=user_id("demo2"), item_id=item).exists()
+    # The body the assertion was signed for still works, read by the view after the check.
+    response = api.post("/api/v1/reviews", signed_body, headers=headers)
+    assert response.status_code == 201, response.content
+    assert (response.json()["rating"], response.json()["body"]) == (5, "signed")
+
+
+def test_a_form_body_read_for_the_signature_is_still_parsed_by_the_view(api):
+    form = b"username=demo2&password=demo-password"
+    headers = assertion_headers("POST", TOKEN_URL, user="", scopes="", body=form)
+    response = api.post(TOKEN_URL, form, content_type="application/x-www-form-urlencoded", headers=headers)
+    assert response.status_code == 200, response.content
+    assert response.json()["access_token"]
+
+
+def test_a_signed_body_too_large_to_verify_is_a_413_envelope(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64
+    body = json.dumps({"item_id": 1, "rating": 5, "body": "x" * 100}).encode()
+    headers = assertion_headers("POST", "/api/v1/reviews", user=str(user_id("demo2")), body=body)
+    assert_error(api.post("/api/v1/reviews", body, headers=headers), 413, "payload_too_large")
+
+
+def _v1_headers(path: str, user: str) -> dict[str, str]:
+    """What a v1 gateway sent: the documented v1 string (method and path only)."""
+    headers = assertion_headers("GET", path, user=user)
+    ts = headers["x-identity-timestamp"]
+    message = f"v1\n{ts}\nGET\n{path}\n{user}\nuser\n{headers['x-request-id']}"
+    digest = hmac.new(settings.IDENTITY_SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
+    return {**headers, "x-identity-signature": f"v1={digest}"}
+
+
+def test_a_v1_assertion_is_refused_unless_identity_accept_v1(api, settings):
+    headers = _v1_headers(ME, str(user_id("demo2")))
+    assert_error(api.get(ME, headers=headers), 401, "unauthenticated")
+    settings.IDENTITY_ACCEPT_V1 = True
+    assert api.get(ME, headers=headers).json()["username"] == "demo2"

@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from parity.corpus import CorpusError, load_cases, load_file
+from flags.routes_file import SHIPPED_ROUTES_FILE
+from parity.capture import load_capture
+from parity.corpus import CorpusError, hot_routes, load_cases, load_file
 
 
 def write(tmp_path: Path, text: str, name: str = "x.yaml") -> Path:
@@ -87,3 +89,28 @@ def test_duplicate_ids_across_files_are_refused(tmp_path):
 
 def test_the_shipped_corpus_loads():
     assert len(load_cases()) >= 150
+
+
+def test_a_route_added_to_the_route_table_is_accepted_without_code_changes(tmp_path, monkeypatch):
+    case = write(tmp_path, "cases: [{name: c, route: reviews.stats, path: /api/v1/reviews/stats}]")
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text('{"route": "reviews.stats", "method": "GET", "path": "/api/v1/reviews/stats"}\n')
+    with pytest.raises(CorpusError, match="route must be one of the hot routes"):
+        load_cases([case])
+    with pytest.raises(CorpusError, match=r"unknown route 'reviews\.stats'"):
+        load_capture(capture)
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        SHIPPED_ROUTES_FILE.read_text()
+        + '\n[[routes]]\nid = "reviews.stats"\npath = "/api/v1/reviews/stats"\ncandidate = "reviews"\n'
+    )
+    monkeypatch.setenv("ROUTES_FILE", str(routes))
+    assert hot_routes()[-1] == "reviews.stats"
+    assert [c.route for c in load_cases([case])] == ["reviews.stats"]
+    assert [c.route for c in load_capture(capture)] == ["reviews.stats"]
+
+
+def test_an_unreadable_route_table_is_a_corpus_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROUTES_FILE", str(tmp_path / "missing.toml"))
+    with pytest.raises(CorpusError, match=r"missing\.toml"):
+        load_cases([write(tmp_path, "cases: []")])

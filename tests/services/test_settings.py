@@ -34,6 +34,13 @@ def test_production_refuses_the_dev_identity_secret():
         load_settings("reviews", {"GATEWAY_ENV": "production"})
 
 
+def test_v1_assertions_are_refused_unless_the_upgrade_window_is_opened():
+    assert load_settings("reviews", {}).identity_accept_v1 is False
+    assert load_settings("reviews", {"IDENTITY_ACCEPT_V1": "true"}).identity_accept_v1 is True
+    with pytest.raises(SettingsError, match="IDENTITY_ACCEPT_V1"):
+        load_settings("reviews", {"IDENTITY_ACCEPT_V1": "maybe"})
+
+
 def test_malformed_numbers_are_named():
     with pytest.raises(SettingsError, match="REVIEWS_WORKERS"):
         load_settings("reviews", {"REVIEWS_WORKERS": "many"})

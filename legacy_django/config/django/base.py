@@ -5,6 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from identity.dev import DEV_SECRET
 from legacy_django.config.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parents[3]
@@ -69,9 +70,10 @@ JWT_PRIVATE_KEY = env_str("JWT_PRIVATE_KEY", "")
 JWT_PREVIOUS_PUBLIC_KEYS = env_str("JWT_PREVIOUS_PUBLIC_KEYS", "")
 
 # Identity assertion from the gateway (see the identity package).
-DEV_IDENTITY_SECRET = "dev-only-identity-secret"  # noqa: S105 - refused in production below
-IDENTITY_SECRET = env_str("IDENTITY_SECRET", DEV_IDENTITY_SECRET)
-if GATEWAY_ENV == "production" and IDENTITY_SECRET == DEV_IDENTITY_SECRET:
+IDENTITY_SECRET = env_str("IDENTITY_SECRET", DEV_SECRET)  # refused in production below
+# Also accept v1 assertions (no query, no body bound) while an old gateway is still running.
+IDENTITY_ACCEPT_V1 = env_bool("IDENTITY_ACCEPT_V1", False)
+if GATEWAY_ENV == "production" and IDENTITY_SECRET == DEV_SECRET:
     raise ImproperlyConfigured("IDENTITY_SECRET must be set when GATEWAY_ENV=production")
 if GATEWAY_ENV == "production" and SECRET_KEY.startswith("dev-only"):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when GATEWAY_ENV=production")

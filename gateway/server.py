@@ -1,0 +1,308 @@
+"""The gateway's HTTP/1.1 front door: request-head limits, per-phase timeouts and a connection cap.
+
+uvicorn's httptools protocol sets no bound on a request head's size and no timer while a request
+arrives, so a client can hold memory (an unfinished 8 MiB header) or file descriptors (connections
+that send nothing, or one byte a second) for as long as it likes. ``GatewayHttpProtocol`` is that
+protocol with the bounds added; ``gateway/__main__.py`` hands it to ``uvicorn.run``.
+
+The limit logic is in small pure pieces (``HttpLimits``, ``timeout_for``, ``error_response``) so a
+different server can reuse it; only ``GatewayHttpProtocol`` and ``_Sweeper`` know uvicorn.
+
+Every refusal is answered by the gateway itself in the JSON envelope, ``Connection: close``, then the
+connection is closed; nothing refused is ever forwarded:
+
+- URL longer than ``max_url_bytes`` → 414 ``url_too_long``
+- more than ``max_headers`` headers, or their names and values longer than ``max_header_bytes`` in
+  all → 431 ``headers_too_large`` (an unfinished head is cut off as soon as it cannot fit any more)
+- head not complete ``header_timeout`` s after its first byte, or no body byte for ``body_timeout`` s
+  while the body is awaited → 408 ``request_timeout`` if nothing of the response was sent yet, else
+  a plain close
+- a connection idle ``idle_timeout`` s (before its first request, or between keep-alive requests) →
+  closed without an answer (no request is in flight)
+- a connection beyond ``max_connections`` per worker → 503 ``unavailable`` with ``Retry-After: 1``
+  written at once, then closed (see ``GatewayHttpProtocol.connection_made`` for why)
+- a request the parser cannot read → 400 ``bad_request`` (uvicorn's plain-text 400, in the envelope)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from gateway.errors import envelope
+from gateway.settings import GatewaySettings
+
+# Where the parser is in the current request. A connection between requests is WAITING.
+WAITING, HEAD, BODY = 0, 1, 2
+
+# The request line's method, spaces and version, the final CRLF, and some optional whitespace: what a
+# head may hold beyond the URL and the header names and values the other limits count.
+_HEAD_SLACK = 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HttpLimits:
+    max_url_bytes: int
+    max_header_bytes: int  # names + values of all headers of one request
+    max_headers: int
+    header_timeout: float  # from a request's first byte to the end of its head
+    body_timeout: float  # the longest gap between two pieces of a body the app is waiting for
+    idle_timeout: float  # a connection with no request in flight
+    max_connections: int  # per worker process
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> HttpLimits:
+        return cls(
+            max_url_bytes=settings.max_url_bytes,
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            idle_timeout=settings.idle_timeout,
+            max_connections=settings.max_connections,
+        )
+
+    @property
+    def max_head_bytes(self) -> int:
+        """The most raw bytes a head the other limits admit can take (": " and CRLF per header)."""
+        return self.max_url_bytes + self.max_header_bytes + 4 * self.max_headers + _HEAD_SLACK
+
+    @property
+    def tick(self) -> float:
+        """How often deadlines are checked: a deadline is enforced at most this late."""
+        return min(1.0, self.header_timeout / 4, self.body_timeout / 4, self.idle_timeout / 4)
+
+
+def timeout_for(phase: int, limits: HttpLimits) -> float:
+    if phase == HEAD:
+        return limits.header_timeout
+    if phase == BODY:
+        return limits.body_timeout
+    return limits.idle_timeout
+
+
+def error_response(
+    status: int, code: str, message: str, request_id: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> bytes:
+    """A whole HTTP/1.1 response carrying the error envelope; the connection is closed after it."""
+    body = json.dumps(envelope(code, message, request_id), separators=(",", ":")).encode()
+    lines = [
+        STATUS_LINE[status],
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"x-request-id: %s\r\n" % request_id.encode(),
+        b"x-served-by: gateway\r\n",
+        b"connection: close\r\n",
+        *(name + b": " + value + b"\r\n" for name, value in headers),
+        b"\r\n",
+        body,
+    ]
+    return b"".join(lines)
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing; the answer is in ``GatewayHttpProtocol._refusal``."""
+
+
+_URL_TOO_LONG = (414, "url_too_long", "The request URL is too long.")
+_HEADERS_TOO_LARGE = (431, "headers_too_large", "The request headers are too large.")
+_BAD_REQUEST = (400, "bad_request", "The request could not be parsed.")
+_TIMEOUT = (408, "request_timeout", "The request was not received in time.")
+_TOO_MANY_CONNECTIONS = (503, "unavailable", "Too many open connections; retry shortly.")
+_RETRY_AFTER = ((b"retry-after", b"1"),)
+
+
+class _Sweeper:
+    """One timer per worker: every ``tick`` each connection compares its phase's clock with its limit.
+
+    Cheaper than a timer per connection, which would be re-armed on every request (a heap push and a
+    cancel): the request path only writes a phase and a timestamp.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any], tick: float) -> None:
+        self._loop, self._connections, self._tick = loop, connections, tick
+        loop.call_later(tick, self._run)
+
+    def _run(self) -> None:
+        now = self._loop.time()
+        for connection in tuple(self._connections):
+            if isinstance(connection, GatewayHttpProtocol):
+                connection.check_deadline(now)
+        self._loop.call_later(self._tick, self._run)
+
+
+_sweepers: weakref.WeakKeyDictionary[ServerState, _Sweeper] = weakref.WeakKeyDictionary()
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with ``HttpLimits`` enforced (see the module docstring).
+
+    Overrides only parser callbacks and connection events. Per request it adds a few attribute writes
+    and ``loop.time()`` calls; per header one addition; no timer operations (``_Sweeper`` does those).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: HttpLimits,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = limits
+        self._max_url_bytes = limits.max_url_bytes
+        self._phase = WAITING
+        self._since = 0.0  # when the phase began, or the body last made progress
+        self._head_bytes = 0  # raw bytes received while this request's head (or trailer) is unfinished
+        self._in_trailer = False  # a chunk size line was read and no data followed yet
+        self._chunk_headers = 0
+        self._header_bytes = 0
+        self._refusal: tuple[int, str, str] | None = None
+        if server_state not in _sweepers:
+            _sweepers[server_state] = _Sweeper(self.loop, server_state.connections, limits.tick)
+
+    # Connection events
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.limits.max_connections:
+            # Answer at once rather than drop silently: a client sees a retryable 503, not a network
+            # error, and the descriptor is released now. Reading its request first would hold the
+            # descriptor (and parser memory) of exactly the connections the cap is there to shed.
+            self.transport = transport
+            transport.write(error_response(*_TOO_MANY_CONNECTIONS, uuid.uuid4().hex, _RETRY_AFTER))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._since = self.loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's data_received, with our refusals answered in the envelope.
+        chunk_headers = self._chunk_headers
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._refusal is None:
+                self.logger.warning("Invalid HTTP request received.")
+            self._answer_and_close(self._refusal or _BAD_REQUEST)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._phase == HEAD:
+            # The parser holds an unfinished header in memory, uncounted by on_header: bound it here.
+            # This may count the tail of a pipelined previous request too, which only errs on the
+            # safe side for the rare client that pipelines.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_head_bytes:
+                self._answer_and_close(_HEADERS_TOO_LARGE)
+        elif self._in_trailer and chunk_headers == self._chunk_headers:
+            # Trailers after a chunked body are buffered the same way. Only reads that were wholly
+            # inside one (no new chunk began) count, so a read ending on a chunk's size line is not
+            # mistaken for one; the read a trailer starts in goes uncounted (bounded by one read).
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_head_bytes:
+                self._answer_and_close(_HEADERS_TOO_LARGE)
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase, self._since = HEAD, self.loop.time()
+        self._head_bytes = self._header_bytes = 0
+        self._in_trailer = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self._max_url_bytes:
+            self._refusal = _URL_TOO_LONG
+            raise _Refused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's on_header, inlined (it is called per header), plus the size count.
+        self._header_bytes += len(name) + len(value)
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self._header_bytes > self.limits.max_header_bytes or len(self.headers) > self.limits.max_headers:
+            self._refusal = _HEADERS_TOO_LARGE
+            raise _Refused
+        self._phase, self._since = BODY, self.loop.time()
+        super().on_headers_complete()
+
+    def on_chunk_header(self) -> None:
+        # Only chunked bodies call this (once per chunk). After the last chunk's size line, trailers
+        # may follow: count them like a head until chunk data shows this was not the last chunk.
+        self._chunk_headers += 1
+        self._in_trailer = True
+        self._head_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        self._since = self.loop.time()  # the body is still arriving
+        self._in_trailer = False
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._phase = WAITING
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, without its keep-alive timer: the idle limit covers keep-alive (the sweeper).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._since = self.loop.time()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+
+    # Deadlines
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the sweeper: close the connection if its current phase has run out of time."""
+        phase, cycle = self._phase, self.cycle
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused or (phase == BODY and cycle is not None and cycle.waiting_for_100_continue):
+            # We stopped reading, or have not asked for the body yet: the client is not late.
+            self._since = now
+            return
+        if phase == WAITING and cycle is not None and not cycle.response_complete:
+            return  # the app is answering; the upstream client's own timeouts bound that
+        if now - self._since >= timeout_for(phase, self.limits):
+            if phase == WAITING:
+                self.transport.close()
+            else:
+                self._answer_and_close(_TIMEOUT)
+
+    def _answer_and_close(self, refusal: tuple[int, str, str]) -> None:
+        cycle = self.cycle
+        if self._phase == BODY:
+            answerable = cycle is not None and not cycle.response_started
+        else:
+            answerable = cycle is None or cycle.response_complete
+        if cycle is not None and not cycle.response_complete:
+            # The app must not write after us; connection_lost would say this one loop turn later.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if answerable and not self.pipeline:
+            self.transport.write(error_response(*refusal, uuid.uuid4().hex))
+        self.transport.close()

@@ -1,0 +1,376 @@
+"""The request path in process: ``proxy.handle`` with the real route table, flags and breakers, and a
+fake upstream pool per cluster (what each backend answers is scripted; nothing listens on a port)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from flags import Flags
+from flags.model import Override
+from flags.overrides import FileOverrideStore
+from gateway.accesslog import AccessLog
+from gateway.app import GatewayApp
+from gateway.auth import Jwks, TokenVerifier
+from gateway.errors import UpstreamConnectError, UpstreamError
+from gateway.live import LiveStats
+from gateway.metrics import Metrics
+from gateway.proxy import handle
+from gateway.resilience import HALF_OPEN, OPEN, RetryBudget
+from gateway.routes import build_table, load_table
+from gateway.runtime import Runtime, build_clusters
+from gateway.settings import DEFAULT_ROUTES_FILE, load_settings
+from gateway.shadow import Shadow
+
+URLS = {
+    "legacy": "http://127.0.0.1:9",
+    "reviews": "http://127.0.0.1:9",
+    "recommendations": "http://127.0.0.1:9",
+}
+SUMMARY = "/api/v1/reviews/items/1/summary"
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_TOKEN = jwt.encode(
+    {"sub": "7", "iat": int(time.time()), "exp": int(time.time()) + 3600, "iss": "i", "aud": "a"},
+    _KEY,
+    algorithm="RS256",
+    headers={"kid": "k1"},
+)
+SIGNED_IN = [(b"authorization", f"Bearer {_TOKEN}".encode())]
+
+
+@dataclass
+class FakeResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    fail_after: int | None = None  # chunks sent before the backend "dies"
+    released: list[bool] = field(default_factory=list)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for index in range(0, len(self.body), 4):
+            if self.fail_after is not None and index // 4 >= self.fail_after:
+                raise UpstreamError("response_body", "reset mid-body")
+            yield self.body[index : index + 4]
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    def release(self, *, reusable: bool) -> None:
+        self.released.append(reusable)
+
+
+class FakePool:
+    """Answers with what ``script`` returns for (method, target, headers, body); records every call."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[tuple[str, bytes, list[tuple[bytes, bytes]], bytes]] = []
+        self.script: Callable[..., Any] = lambda *_: _json(200, b'{"ok":true}')
+        self.gate: asyncio.Event | None = None
+
+    async def request(
+        self, method: str, target: bytes, headers: Any, body: bytes = b"", **_: Any
+    ) -> FakeResponse:
+        self.calls.append((method, target, list(headers), body))
+        if self.gate is not None:
+            await self.gate.wait()
+        answer = self.script(method, target, headers, body)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        pass
+
+
+def _json(status: int, body: bytes, length: bool = True) -> FakeResponse:
+    headers = [(b"content-type", b"application/json")]
+    if length:
+        headers.append((b"content-length", str(len(body)).encode()))
+    return FakeResponse(status, headers, body)
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Runtime:
+    settings = load_settings({"VAR_DIR": str(tmp_path), "GATEWAY_ACCESS_LOG": "false"})
+    table = load_table(DEFAULT_ROUTES_FILE, URLS)
+    metrics = Metrics.create()
+    clusters = build_clusters(table, metrics)
+    for name, runtime in clusters.items():
+        runtime.pool = FakePool(name)  # type: ignore[assignment]
+    store = FileOverrideStore(tmp_path / "overrides.json", tmp_path / "audit.jsonl")
+    jwks = Jwks("http://127.0.0.1:9/jwks", httpx.AsyncClient())
+    jwks.keys = {"k1": (_KEY.public_key(), "RS256")}
+    return Runtime(
+        settings=settings,
+        table=table,
+        clusters=clusters,
+        flags=Flags(overrides=store, providers=[]),
+        verifier=TokenVerifier(jwks, issuer="i", audience="a"),
+        metrics=metrics,
+        retry_budget=RetryBudget(),
+        shadow=Shadow(),
+        live=LiveStats(),
+        access_log=AccessLog(enabled=False),
+    )
+
+
+def pool(rt: Runtime, cluster: str) -> FakePool:
+    return rt.clusters[cluster].pool  # type: ignore[return-value]
+
+
+def to_candidate(rt: Runtime, route: str) -> None:
+    override = Override(
+        route=route, backend="candidate", reason="test", actor="test", at=time.time(), percent=None
+    )
+    rt.flags.overrides.apply([(route, override)], actor="test", reason="test")
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[bytes, bytes]
+    body: bytes
+    complete: bool
+
+
+async def call(
+    rt: Runtime,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: bytes = b"",
+    app: Any = None,
+) -> Answer:
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers or [],
+        "client": ("203.0.113.7", 5000),
+        "scheme": "http",
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    if app is None:
+        await handle(rt, scope, receive, send)
+    else:
+        await app(scope, receive, send)
+    start = sent[0]
+    bodies = [m for m in sent[1:] if m["type"] == "http.response.body"]
+    return Answer(
+        status=start["status"],
+        headers=dict(start["headers"]),
+        body=b"".join(m.get("body", b"") for m in bodies),
+        complete=bool(bodies) and not bodies[-1].get("more_body", False),
+    )
+
+
+def sample(rt: Runtime, name: str, **labels: str) -> float:
+    value = rt.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+def test_a_legacy_answer_is_relayed_with_the_request_id_and_who_served(rt: Runtime):
+    answer = asyncio.run(call(rt, "GET", SUMMARY))
+    assert answer.status == 200 and answer.body == b'{"ok":true}'
+    assert answer.headers[b"x-served-by"] == b"legacy"
+    assert len(answer.headers[b"x-request-id"]) == 32
+    labels = {"route": "reviews.summary", "backend": "legacy", "cluster": "legacy", "status_class": "2xx"}
+    assert sample(rt, "gateway_requests_total", **labels) == 1
+
+
+def test_backend_and_cluster_mean_one_thing_each_in_the_metrics(rt: Runtime):
+    to_candidate(rt, "reviews.summary")
+    asyncio.run(call(rt, "GET", SUMMARY))
+    labels = {"route": "reviews.summary", "backend": "candidate", "cluster": "reviews", "status_class": "2xx"}
+    assert sample(rt, "gateway_requests_total", **labels) == 1
+    assert rt.live.snapshot()["reviews.summary"]["candidate"]["requests"] == 1
+
+
+def test_headers_named_in_connection_and_proxy_headers_are_not_forwarded(rt: Runtime):
+    headers = [
+        (b"connection", b"keep-alive, x-secret-hop"),
+        (b"x-secret-hop", b"1"),
+        (b"forwarded", b"for=1.2.3.4"),
+        (b"x-real-ip", b"1.2.3.4"),
+        (b"x-original-url", b"/admin"),
+        (b"x-forwarded-for", b"1.2.3.4"),
+        (b"accept-language", b"ko"),
+    ]
+    asyncio.run(call(rt, "GET", SUMMARY, headers))
+    (_, _, forwarded, _) = pool(rt, "legacy").calls[0]
+    names = [name for name, _ in forwarded]
+    for dropped in (b"x-secret-hop", b"forwarded", b"x-real-ip", b"x-original-url", b"connection"):
+        assert dropped not in names
+    assert (b"x-forwarded-for", b"203.0.113.7") in forwarded, "ours, not the client's"
+    assert (b"accept-language", b"ko") in forwarded
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "BREW"])
+def test_methods_no_route_allows_are_refused_not_forwarded(rt: Runtime, method: str):
+    answer = asyncio.run(call(rt, method, "/api/v1/items/1"))
+    assert answer.status == 405
+    assert b'"code":"method_not_allowed"' in answer.body
+    assert b"GET" in answer.headers[b"allow"]
+    assert pool(rt, "legacy").calls == []
+
+
+def test_a_body_that_fails_after_the_response_started_is_counted_as_a_failure(rt: Runtime):
+    """Truncated used to escape to the server while the metrics counted a 2xx."""
+    to_candidate(rt, "reviews.summary")
+    reviews = pool(rt, "reviews")
+    truncated = FakeResponse(200, [(b"content-type", b"application/json")], b"x" * 40, fail_after=2)
+    reviews.script = lambda *_: truncated
+    answer = asyncio.run(call(rt, "GET", SUMMARY))  # returns: nothing escapes handle
+    assert answer.status == 200 and not answer.complete, "the client sees a short body, then a close"
+    assert truncated.released == [False]
+    labels = {"route": "reviews.summary", "backend": "candidate", "cluster": "reviews", "status_class": "5xx"}
+    assert sample(rt, "gateway_requests_total", **labels) == 1
+    assert sample(rt, "gateway_upstream_errors_total", cluster="reviews", stage="response_body") == 1
+
+
+def test_a_buffered_body_that_fails_is_a_502_and_a_breaker_failure(rt: Runtime):
+    to_candidate(rt, "reviews.create")
+    broken = _json(200, b"x" * 40)
+    broken.fail_after = 1
+    pool(rt, "reviews").script = lambda *_: broken
+    answer = asyncio.run(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
+    assert answer.status == 502 and b'"code":"bad_gateway"' in answer.body
+    assert sample(rt, "gateway_upstream_errors_total", cluster="reviews", stage="response_body") == 1
+
+
+def _open_breaker(rt: Runtime, cluster: str) -> None:
+    breaker = rt.clusters[cluster].breaker
+    for _ in range(breaker.policy.connect_failures):
+        breaker.record(False, connect_failure=True)
+    assert breaker.state == OPEN
+
+
+def test_an_open_candidate_breaker_routes_to_legacy_without_spending_the_retry_budget(rt: Runtime):
+    """A candidate outage must not become 503s once the fallback budget is spent (the attack run: 78 %)."""
+    to_candidate(rt, "reviews.summary")
+    to_candidate(rt, "reviews.create")
+    _open_breaker(rt, "reviews")
+    rt.retry_budget.tokens = 0.0
+    for _ in range(50):
+        answer = asyncio.run(call(rt, "GET", SUMMARY))
+        assert answer.status == 200 and answer.headers[b"x-served-by"] == b"legacy"
+    post = asyncio.run(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b'{"item_id":1}'))
+    assert post.status == 200 and post.headers[b"x-served-by"] == b"legacy", (
+        "a routing decision, not a replay"
+    )
+    assert pool(rt, "reviews").calls == [], "nothing was sent to the open candidate"
+    assert len(pool(rt, "legacy").calls) == 51
+    labels = {"route": "reviews.summary", "backend": "legacy", "reason": "circuit_open"}
+    assert sample(rt, "gateway_flag_decisions_total", **labels) == 50
+
+
+def test_the_breaker_gauge_follows_the_breaker_without_traffic(rt: Runtime):
+    _open_breaker(rt, "reviews")
+    assert sample(rt, "gateway_breaker_state", cluster="reviews") == 2
+    assert sample(rt, "gateway_breaker_state", cluster="legacy") == 0
+
+
+def _half_open(rt: Runtime, cluster: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _open_breaker(rt, cluster)
+    later = time.monotonic() + rt.clusters[cluster].breaker.policy.open_seconds + 1
+    monkeypatch.setattr("gateway.resilience.time.monotonic", lambda: later)
+
+
+def test_a_probe_refused_by_the_full_bulkhead_does_not_leak(rt: Runtime, monkeypatch: pytest.MonkeyPatch):
+    to_candidate(rt, "reviews.create")
+    _half_open(rt, "reviews", monkeypatch)
+    runtime = rt.clusters["reviews"]
+    runtime.bulkhead.in_flight = runtime.bulkhead.max_in_flight  # full: this request is refused
+    answer = asyncio.run(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
+    assert answer.status == 503
+    runtime.bulkhead.in_flight = 0
+    answer = asyncio.run(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
+    assert answer.headers[b"x-served-by"] == b"reviews", "the next request is the probe"
+    assert runtime.breaker.state == "closed"
+
+
+def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(rt: Runtime, monkeypatch: pytest.MonkeyPatch):
+    to_candidate(rt, "reviews.create")
+    _half_open(rt, "reviews", monkeypatch)
+    reviews = pool(rt, "reviews")
+
+    async def scenario() -> Answer:
+        reviews.gate = asyncio.Event()
+        probe = asyncio.create_task(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
+        while not reviews.calls:
+            await asyncio.sleep(0)
+        assert rt.clusters["reviews"].breaker.state == HALF_OPEN
+        probe.cancel()  # the client went away while the probe was in flight
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        reviews.gate = None
+        return await call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}")
+
+    answer = asyncio.run(scenario())
+    assert answer.headers[b"x-served-by"] == b"reviews", "a new probe went through"
+    assert rt.clusters["reviews"].breaker.state == "closed"
+
+
+def test_a_dead_candidate_falls_back_for_get_but_never_for_post(rt: Runtime):
+    to_candidate(rt, "reviews.summary")
+    to_candidate(rt, "reviews.create")
+    pool(rt, "reviews").script = lambda *_: UpstreamConnectError("connect", "refused")
+    get = asyncio.run(call(rt, "GET", SUMMARY))
+    assert get.status == 200 and get.headers[b"x-served-by"] == b"legacy"
+    post = asyncio.run(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
+    assert post.status == 502 and post.headers[b"x-served-by"] == b"gateway"
+    assert [c[0] for c in pool(rt, "legacy").calls] == ["GET"], "the POST was not replayed on legacy"
+
+
+def test_a_reload_that_adds_a_cluster_serves_it(rt: Runtime, tmp_path: Path):
+    """The reload used to swap the table but not the clusters: a new cluster was a KeyError."""
+    document = {
+        "default_cluster": "legacy",
+        "clusters": {"legacy": {"url": "http://127.0.0.1:9"}, "wishlist": {"url": "http://127.0.0.1:9"}},
+        "routes": [{"id": "wishlist.list", "path": "/api/v1/wishlist", "candidate": "wishlist"}],
+    }
+    old_legacy = rt.clusters["legacy"]
+    retired = rt.with_table(build_table(document, {}))
+    assert {r.cluster.name for r in retired} == {"reviews", "recommendations"}
+    assert rt.clusters["legacy"] is old_legacy, "an unchanged cluster keeps its pool and breaker"
+    rt.clusters["wishlist"].pool = FakePool("wishlist")  # type: ignore[assignment]
+    to_candidate(rt, "wishlist.list")
+    answer = asyncio.run(call(rt, "GET", "/api/v1/wishlist"))
+    assert answer.status == 200 and answer.headers[b"x-served-by"] == b"wishlist"
+
+
+def test_a_websocket_upgrade_gets_a_400_envelope(rt: Runtime):
+    app = GatewayApp(rt.settings)
+    app.runtime = rt
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/api/v1/reviews", "extensions": {"websocket.http.response": {}}}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "websocket.http.response.start" and sent[0]["status"] == 400
+    assert b'"code":"bad_request"' in sent[1]["body"]

@@ -1,0 +1,83 @@
+"""One gateway, one truth: with several worker processes, one scrape of the metrics and one call of the
+admin API count every worker's requests exactly once."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import ADMIN_TOKEN, Stack, _gateway
+from tests.support.waiting import eventually
+
+ROUTE = "reviews.summary"
+PATH = "/api/v1/reviews/items/3/summary"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def two_workers(stack: Stack) -> Iterator[str]:
+    """A fresh two-worker gateway in front of the real backends: its figures are this module's alone."""
+    with ExitStack() as processes:
+        url, _ = _gateway(
+            processes,
+            stack.work,
+            "gw-two-workers",
+            {
+                "LEGACY_URL": stack.legacy,
+                "REVIEWS_URL": stack.reviews,
+                "RECOMMENDATIONS_URL": stack.recommendations,
+            },
+            workers=2,
+        )
+        yield url
+
+
+def _counter(url: str) -> float:
+    text = httpx.get(f"{url}/_gateway/metrics").text
+    pattern = re.compile(r"^gateway_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+    return sum(
+        float(m["value"])
+        for m in pattern.finditer(text)
+        if f'route="{ROUTE}"' in m["labels"] and 'backend="legacy"' in m["labels"]
+    )
+
+
+def _live(url: str) -> dict:
+    rows = httpx.get(f"{url}/_gateway/admin/routes", headers=ADMIN).json()["routes"]
+    return next(row for row in rows if row["route"] == ROUTE)["live"].get("legacy", {})
+
+
+def _batch(url: str, size: int) -> None:
+    def one(_: int) -> int:
+        # A new connection per request, so the kernel spreads them over both workers.
+        with httpx.Client() as client:
+            return client.get(f"{url}{PATH}").status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(one, range(size))) == {200}
+
+
+def test_one_scrape_counts_every_request_of_every_worker_once(two_workers: str):
+    sent = 0
+
+    def both_workers_served() -> bool:
+        nonlocal sent
+        _batch(two_workers, 20)
+        sent += 20
+        return _live(two_workers).get("workers") == 2
+
+    # Send until both workers have served some (usually the first batch); every request is counted.
+    assert eventually(both_workers_served, timeout=30, interval=0), "only one worker ever answered"
+    assert _counter(two_workers) == sent, "one scrape, whichever worker answers it, sums them all"
+
+    def live_caught_up() -> bool:  # the other worker publishes its figures every second
+        return _live(two_workers).get("requests") == sent
+
+    assert eventually(live_caught_up, timeout=5), _live(two_workers)
+    assert _live(two_workers)["workers"] == 2
+    assert _counter(two_workers) == sent, "scraping changes nothing"
