@@ -6,7 +6,8 @@ Admin endpoints need ``Authorization: Bearer $GATEWAY_ADMIN_TOKEN``:
 * ``POST /_gateway/admin/overrides`` ``{"route", "backend", "percent"?, "reason", "actor"?, "ttl_seconds"?}``
   (``"route": "*"`` for every hot route)
 * ``DELETE /_gateway/admin/overrides?route=…&reason=…`` (``route=*`` releases all)
-* ``POST /_gateway/admin/reload``: re-read the route table file
+* ``POST /_gateway/admin/reload``: re-read the route table file (every worker also re-reads it
+  within a second of a change)
 * ``GET  /_gateway/admin/shadow``: shadow requests in flight and the last mismatches
 * ``GET  /_gateway/admin/audit?limit=50``: the last changes, newest first
 
@@ -24,6 +25,7 @@ Content-Security-Policy, the admin API ``Cache-Control: no-store``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -48,7 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flags.model import InvalidOverride, Override, note_problems
 from flags.overrides import Change, OverrideStoreError
 from gateway.errors import envelope
-from gateway.routes import RouteTableError, load_table
+from gateway.routes import RouteTableError
 from gateway.runtime import Runtime
 
 T = TypeVar("T")
@@ -151,18 +153,24 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
+    """200 while the gateway can serve: signing keys loaded and legacy (the default cluster, where
+    every route can go) answering. A failing candidate or override store is reported (``degraded``)
+    but keeps the pod ready: the gateway routes around the first and keeps the last overrides of
+    the second, so taking every pod out of service for them would turn a partial outage into a
+    full one. Clusters are checked at once, each within half a second (probes time out at 1 s)."""
     rt = _runtime(request)
-    checks: dict[str, Any] = {"jwks": bool(rt.verifier.jwks.keys), "overrides": rt.flags.overrides.healthy()}
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        for name, runtime in rt.clusters.items():
-            try:
-                checks[name] = (await client.get(f"{runtime.cluster.url}/health")).status_code == 200
-            except httpx.HTTPError:
-                checks[name] = False
-    ok = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503
-    )
+    names = list(rt.upstreams)
+    async with httpx.AsyncClient(timeout=0.5) as client:
+        answers = await asyncio.gather(
+            *(client.get(f"{rt.upstreams[name].cluster.url}/health") for name in names),
+            return_exceptions=True,
+        )
+    checks: dict[str, bool] = {"jwks": bool(rt.verifier.jwks.keys), "overrides": rt.flags.overrides.healthy()}
+    for name, answer in zip(names, answers, strict=True):
+        checks[name] = isinstance(answer, httpx.Response) and answer.status_code == 200
+    required = checks["jwks"] and checks[rt.table.default_cluster]
+    status = "ready" if all(checks.values()) else "degraded" if required else "not_ready"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if required else 503)
 
 
 async def metrics(request: Request) -> Response:
@@ -188,7 +196,7 @@ def _route_rows(rt: Runtime, last: Mapping[str, dict[str, Any]] | None = None) -
                 "source": state.source,
                 "reason": state.reason,
                 "override": state.override.to_json() if state.override else None,
-                "breaker": rt.clusters[route.candidate].breaker.state,
+                "breaker": rt.upstreams[route.candidate].breaker.state,
                 "live": live.get(route.id, {}),
                 "shadow_match_rate": rt.shadow.match_rate(route.id),
                 "last_change": last.get(route.id),
@@ -222,10 +230,8 @@ async def admin(request: Request) -> Response:
         if action == "shadow" and request.method == "GET":
             return JSONResponse({"in_flight": rt.shadow.in_flight, "mismatches": list(rt.shadow.mismatches)})
         if action == "reload" and request.method == "POST":
-            # New clusters get their pool, breaker and bulkhead with the table, never after it.
-            for retired in rt.with_table(load_table(rt.settings.routes_file, rt.settings.cluster_urls())):
-                await retired.pool.close()
-            return JSONResponse({"routes": len(rt.table.routes)})
+            # This worker now; the others see the file change within a second (app._publish).
+            return JSONResponse({"routes": await rt.reload()})
         if action == "overrides" and request.method == "POST":
             return await _set_override(request, rt)
         if action == "overrides" and request.method == "DELETE":

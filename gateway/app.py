@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,8 +28,8 @@ from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.proxy import handle
 from gateway.resilience import RetryBudget
-from gateway.routes import load_table
-from gateway.runtime import Runtime, build_clusters
+from gateway.routes import RouteTableError, load_table
+from gateway.runtime import Routing, Runtime, build_upstreams
 from gateway.settings import GatewaySettings, load_settings
 from gateway.shadow import Shadow
 
@@ -62,7 +63,7 @@ class GatewayApp:
         settings = self.settings
         table = load_table(settings.routes_file, settings.cluster_urls())
         metrics = Metrics.create()
-        clusters = build_clusters(table, metrics)
+        routing = Routing(table=table, upstreams=build_upstreams(table, metrics))
         flags = build_flags(load_flags_settings())
         flags.start()
         self._jwks_client = httpx.AsyncClient()
@@ -78,8 +79,7 @@ class GatewayApp:
         )
         self.runtime = Runtime(
             settings=settings,
-            table=table,
-            clusters=clusters,
+            routing=routing,
             flags=flags,
             verifier=verifier,
             metrics=metrics,
@@ -101,8 +101,8 @@ class GatewayApp:
         if self.runtime is not None:
             await self.runtime.shadow.close()
             self.runtime.flags.stop()
-            for runtime in self.runtime.clusters.values():
-                await runtime.pool.close()
+            for upstream in self.runtime.upstreams.values():
+                await upstream.pool.close()
             self.runtime.live.forget()
             self.runtime.metrics.process_exited()
         if self._jwks_client is not None:
@@ -118,13 +118,22 @@ class GatewayApp:
             jwks.close()
 
     async def _publish(self, runtime: Runtime) -> None:
+        """Every second: share this worker's figures, and pick up a changed route table file (so a
+        reload through the admin API, answered by one worker, reaches every worker)."""
+        routes_file = runtime.settings.routes_file
+        seen = _signature(routes_file)
         while True:
             await asyncio.sleep(PUBLISH_SECONDS)
             try:
                 runtime.metrics.publish()
+                runtime.metrics.forget_dead_workers()
                 runtime.live.publish()
             except OSError as exc:  # a full disk must not stop the gateway; the figures just age
                 logger.warning("cannot publish this worker's figures: %s", exc)
+            if (current := _signature(routes_file)) != seen:
+                seen = current
+                with contextlib.suppress(RouteTableError):  # logged; the table in force stays
+                    await runtime.reload()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -141,6 +150,14 @@ class GatewayApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 async def _refuse_websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 WINDOW_SECONDS = 60
+LIVE_DIR_ENV = "GATEWAY_LIVE_DIR"  # set by ``python -m gateway`` for its workers
 # 0.5 ms … ~60 s, each bound 25 % above the previous one.
 BOUNDS: tuple[float, ...] = tuple(0.0005 * 1.25**i for i in range(53))
 

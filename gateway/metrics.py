@@ -13,6 +13,7 @@ once. In one process (tests, an embedded app) the registry is read directly.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,22 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from gateway.live import LIVE_DIR_ENV
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-LIVE_ENV = "GATEWAY_LIVE_DIR"
+_LIVE_GAUGE = re.compile(r"gauge_live\w+_(\d+)\.db")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def multiprocess_dir() -> str | None:
@@ -35,7 +48,7 @@ def shared_figures_env(run_dir: Path) -> dict[str, str]:
     """Fresh directories where the workers of one gateway sum their figures, as environment
     variables for the workers to inherit (set before any worker imports prometheus-client).
     Emptied first: figures of an earlier run must not be added to this one's."""
-    paths = {MULTIPROC_ENV: run_dir / "metrics", LIVE_ENV: run_dir / "live"}
+    paths = {MULTIPROC_ENV: run_dir / "metrics", LIVE_DIR_ENV: run_dir / "live"}
     for path in paths.values():
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
@@ -76,6 +89,18 @@ class Metrics:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+    @staticmethod
+    def forget_dead_workers() -> None:
+        """Drop the live gauges of workers that died without a shutdown (kill -9, OOM): uvicorn
+        restarts them under new pids, and their last in-flight and breaker values must not stay
+        in the sum for ever. Counters stay: those requests happened."""
+        path = multiprocess_dir()
+        if path is None:
+            return
+        for pid in {int(match[1]) for match in map(_LIVE_GAUGE.fullmatch, os.listdir(path)) if match}:
+            if not _alive(pid):
+                mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
     @staticmethod
     def process_exited() -> None:

@@ -31,7 +31,7 @@ from gateway.errors import (
 )
 from gateway.headers import request_headers, response_headers
 from gateway.routes import Route, unsafe_path
-from gateway.runtime import ClusterRuntime, Runtime
+from gateway.runtime import Routing, Runtime, Upstream
 from gateway.shadow import append_capture, capture_line
 from gateway.upstream import UpstreamResponse
 from parity.diff import Observation
@@ -107,7 +107,7 @@ async def _authenticate(rt: Runtime, mode: str, authorization: bytes | None) -> 
 
 async def _forward(
     rt: Runtime,
-    runtime: ClusterRuntime,
+    upstream: Upstream,
     method: str,
     target: bytes,
     headers: list[tuple[bytes, bytes]],
@@ -119,14 +119,14 @@ async def _forward(
     A failure before the response headers is the breaker's verdict here; a response's verdict
     is given by the caller once its body has been relayed (a body can still fail).
     """
-    if not runtime.bulkhead.try_enter():
-        raise Overloaded(runtime.cluster.name)
-    cluster = runtime.cluster
+    if not upstream.bulkhead.try_enter():
+        raise Overloaded(upstream.cluster.name)
+    cluster = upstream.cluster
     try:
-        if not runtime.breaker.allow():
+        if not upstream.breaker.allow():
             raise CircuitOpen(cluster.name)
         try:
-            return await runtime.pool.request(
+            return await upstream.pool.request(
                 method,
                 target,
                 headers,
@@ -137,14 +137,17 @@ async def _forward(
                 read_timeout=(route.read_timeout if route and route.read_timeout else cluster.read_timeout),
             )
         except UpstreamError as exc:
-            runtime.breaker.record(False, connect_failure=isinstance(exc, UpstreamConnectError))
+            # Only a refused or reset connect counts as a connect failure: a backend that closes
+            # the connection after reading a request may have been crashed by that request.
+            connect_failure = isinstance(exc, UpstreamConnectError) and exc.stage == "connect"
+            upstream.breaker.record(False, connect_failure=connect_failure)
             rt.metrics.child(rt.metrics.upstream_errors, cluster.name, exc.stage).inc()
             raise
         except BaseException:
-            runtime.breaker.abandon()  # cancelled: no verdict, and the probe slot must not leak
+            upstream.breaker.abandon()  # cancelled: no verdict, and the probe slot must not leak
             raise
     finally:
-        runtime.bulkhead.leave()
+        upstream.bulkhead.leave()
 
 
 def _upstream_headers(
@@ -179,6 +182,7 @@ def _upstream_headers(
 
 def _choose_backend(
     rt: Runtime,
+    routing: Routing,
     route: Route | None,
     principal: Principal | None,
     headers: dict[bytes, bytes],
@@ -204,7 +208,7 @@ def _choose_backend(
     )
     decision = rt.flags.decide(route.id, context)
     backend, reason = decision.backend, decision.reason
-    if backend == "candidate" and rt.clusters[route.candidate].breaker.is_open():
+    if backend == "candidate" and routing.upstreams[route.candidate].breaker.is_open():
         backend, reason = "legacy", "circuit_open"
     rt.metrics.child(rt.metrics.decisions, route.id, backend, reason).inc()
     return backend, False
@@ -212,6 +216,7 @@ def _choose_backend(
 
 def _after_response(
     rt: Runtime,
+    routing: Routing,
     route: Route,
     request: tuple[str, bytes, list[tuple[bytes, bytes]]],
     primary: Observation | None,
@@ -222,21 +227,17 @@ def _after_response(
     method, target, _ = request
     sample = random.random()  # noqa: S311 - sampling, not security
     if route.shadow_rate and primary is not None and method in SAFE_METHODS and sample < route.shadow_rate:
-        other = route.candidate if cluster == rt.table.default_cluster else rt.table.default_cluster
-        work = rt.shadow.compare(
-            rt.metrics, route.id, rt.clusters[other].pool, request, primary, cluster, other
-        )
-        rt.shadow.submit(rt.metrics, route.id, work)
+        default = routing.table.default_cluster
+        other = routing.upstreams[route.candidate if cluster == default else default]
+        if not other.breaker.is_open():  # never load a backend its breaker protects
+            work = rt.shadow.compare(
+                rt.metrics, route.id, other.pool, request, primary, cluster, other.cluster.name
+            )
+            rt.shadow.submit(rt.metrics, route.id, work)
     if route.capture_rate and rt.settings.capture_file and sample < route.capture_rate:
         path, _, query = target.partition(b"?")
         line = capture_line(route.id, method, path, query, principal.user_id if principal else None)
         append_capture(rt.settings.capture_file, line)
-
-
-_UNAVAILABLE = {
-    CircuitOpen: "is failing (circuit open)",
-    Overloaded: "is overloaded",
-}
 
 
 async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -255,7 +256,8 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
     try:
         if unsafe_path(raw_path):
             raise Reject(400, "bad_request", "The request path is not allowed.")
-        table = rt.table
+        routing = rt.routing  # one table and its upstreams for the whole request (before any await)
+        table = routing.table
         route = table.match(method, scope["path"])
         if route is None and method not in DEFAULT_METHODS:
             raise Reject(405, "method_not_allowed", f"{method} is not allowed.", [(b"allow", _ALLOW_DEFAULT)])
@@ -263,7 +265,7 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
             rt, route.auth if route else table.default_auth, headers.get(b"authorization")
         )
         body = await _read_body(receive, rt.settings.max_body_bytes, headers.get(b"content-length"))
-        backend, forced = _choose_backend(rt, route, principal, headers, scope)
+        backend, forced = _choose_backend(rt, routing, route, principal, headers, scope)
         cluster = route.candidate if route is not None and backend == "candidate" else table.default_cluster
         try:
             upstream_headers = _upstream_headers(
@@ -281,9 +283,9 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         query = scope.get("query_string", b"")
         target = raw_path + b"?" + query if query else raw_path
         rt.retry_budget.earn()
-        runtime = rt.clusters[cluster]
+        upstream = routing.upstreams[cluster]
         try:
-            response = await _forward(rt, runtime, method, target, upstream_headers, body, route)
+            response = await _forward(rt, upstream, method, target, upstream_headers, body, route)
         except GatewayError:
             fallback_allowed = (
                 route is not None and not forced and backend == "candidate" and method in FALLBACK_METHODS
@@ -292,20 +294,23 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
                 raise
             rt.metrics.child(rt.metrics.fallbacks, route.id).inc()  # type: ignore[union-attr]
             backend, cluster = "legacy", table.default_cluster
-            runtime = rt.clusters[cluster]
-            response = await _forward(rt, runtime, method, target, upstream_headers, body, route)
+            upstream = routing.upstreams[cluster]
+            response = await _forward(rt, upstream, method, target, upstream_headers, body, route)
         status = response.status
         shadowing = route is not None and route.shadow_rate > 0 and not forced
-        primary = await _relay_with_verdict(rt, runtime, response, send, request_id, shadowing)
+        primary = await _relay_with_verdict(rt, upstream, response, send, request_id, shadowing)
         if route is not None and not forced:
-            _after_response(rt, route, (method, target, upstream_headers), primary, cluster, principal)
+            _after_response(
+                rt, routing, route, (method, target, upstream_headers), primary, cluster, principal
+            )
     except Reject as reject:
         status = reject.status
         rt.metrics.child(rt.metrics.rejected, reject.code).inc()
         await _send_error(send, reject, request_id)
     except (CircuitOpen, Overloaded) as exc:
         status = 503
-        message = f"The backend {_UNAVAILABLE[type(exc)]}; retry shortly."
+        what = "is overloaded" if isinstance(exc, Overloaded) else "is failing (circuit open)"
+        message = f"The backend {what}; retry shortly."
         await _send_error(send, Reject(503, "unavailable", message, [(b"retry-after", b"1")]), request_id)
     except UpstreamTimeout:
         status = 504
@@ -332,14 +337,14 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
 
 async def _relay_with_verdict(
     rt: Runtime,
-    runtime: ClusterRuntime,
+    upstream: Upstream,
     response: UpstreamResponse,
     send: Any,
     request_id: bytes,
     keep: bool,
 ) -> Observation | None:
     """Relay the answer, then give the breaker its verdict: a 5xx or a body that failed is a failure."""
-    breaker, name = runtime.breaker, runtime.cluster.name
+    breaker, name = upstream.breaker, upstream.cluster.name
     try:
         primary = await _relay(response, send, request_id, name, keep=keep)
     except (UpstreamError, Truncated):
@@ -347,7 +352,7 @@ async def _relay_with_verdict(
         rt.metrics.child(rt.metrics.upstream_errors, name, "response_body").inc()
         raise
     except BaseException:
-        breaker.abandon()  # the client went away: no verdict on the backend
+        breaker.abandon()  # cancelled (the server is shutting down): no verdict on the backend
         raise
     breaker.record(response.status < 500)
     return primary

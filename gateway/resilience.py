@@ -6,7 +6,7 @@ requests from one client can never open it: they are not the volume), or after
 ``connect_failures`` consecutive failures to connect (refused or reset before a byte was
 sent: a client cannot cause those); open → half-open after ``open_seconds``: one probe is
 let through; its success closes the breaker, its failure opens it again. A probe that
-ends without a verdict (refused by the bulkhead, cancelled) is ``abandon``-ed so the next
+ends without a verdict (cancelled) is ``abandon``-ed so the next
 request can probe. While a candidate's breaker is open the proxy routes its requests to
 legacy as a routing decision, not as a retry.
 

@@ -1,13 +1,17 @@
-"""What the request path reads: the runtime the app's lifespan builds, and one runtime per cluster.
+"""What the request path reads: the runtime the app's lifespan builds, and one ``Upstream`` per cluster.
 
-A reload of the route table swaps ``Runtime.table`` and ``Runtime.clusters`` together
-(``with_table``): a cluster that is new gets its pool, breaker and bulkhead; an unchanged
-one keeps them (its connections and breaker state survive the reload); a removed or
-changed one is returned for the caller to close.
+The route table and the clusters' upstreams change together (``Routing``, immutable): a request
+reads ``rt.routing`` once, before its first await, and uses that pair to the end, so a reload in
+the middle of a request can never make it look up a cluster the table it matched does not have.
+A reload (``with_table``) gives a new cluster its pool, breaker and bulkhead; an unchanged one keeps
+them (its connections and breaker state survive the reload); a removed or changed one is returned
+for the caller to close.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flags import Flags
@@ -16,18 +20,28 @@ from gateway.auth import TokenVerifier
 from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker, RetryBudget
-from gateway.routes import Cluster, RouteTable
+from gateway.routes import Cluster, RouteTable, RouteTableError, load_table
 from gateway.settings import GatewaySettings
 from gateway.shadow import Shadow
 from gateway.upstream import Pool
 
+logger = logging.getLogger("gateway")
+
 
 @dataclass(slots=True)
-class ClusterRuntime:
+class Upstream:
+    """One cluster as the request path uses it: where it is, its connections and its protection."""
+
     cluster: Cluster
     pool: Pool
     breaker: CircuitBreaker
     bulkhead: Bulkhead
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    table: RouteTable
+    upstreams: Mapping[str, Upstream]
 
 
 @dataclass(slots=True)
@@ -35,8 +49,7 @@ class Runtime:
     """Everything the request path reads; built and closed by the app's lifespan."""
 
     settings: GatewaySettings
-    table: RouteTable
-    clusters: dict[str, ClusterRuntime]
+    routing: Routing
     flags: Flags
     verifier: TokenVerifier
     metrics: Metrics
@@ -45,20 +58,39 @@ class Runtime:
     live: LiveStats
     access_log: AccessLog
 
-    def with_table(self, table: RouteTable) -> list[ClusterRuntime]:
-        """Serve ``table`` from now on; returns the cluster runtimes that are no longer used."""
-        clusters = build_clusters(table, self.metrics, self.clusters)
-        retired = [old for name, old in self.clusters.items() if clusters.get(name) is not old]
-        # Two plain assignments, no await in between: a request sees the old pair or the new one.
-        self.clusters = clusters
-        self.table = table
+    @property
+    def table(self) -> RouteTable:
+        return self.routing.table
+
+    @property
+    def upstreams(self) -> Mapping[str, Upstream]:
+        return self.routing.upstreams
+
+    async def reload(self) -> int:
+        """Re-read the route table file: routes and upstreams swap together, retired pools close.
+        Raises ``RouteTableError`` (the table in force stays) when the file is malformed."""
+        try:
+            table = load_table(self.settings.routes_file, self.settings.cluster_urls())
+        except RouteTableError as exc:
+            logger.warning("keeping the route table in force: %s", exc)
+            raise
+        for retired in self.with_table(table):
+            await retired.pool.close()
+        return len(table.routes)
+
+    def with_table(self, table: RouteTable) -> list[Upstream]:
+        """Serve ``table`` from now on; returns the upstreams that are no longer used."""
+        current = self.routing.upstreams
+        upstreams = build_upstreams(table, self.metrics, current)
+        retired = [old for name, old in current.items() if upstreams.get(name) is not old]
+        self.routing = Routing(table=table, upstreams=upstreams)
         return retired
 
 
-def cluster_runtime(cluster: Cluster, metrics: Metrics) -> ClusterRuntime:
+def upstream(cluster: Cluster, metrics: Metrics) -> Upstream:
     gauge = metrics.child(metrics.breaker_state, cluster.name)
     gauge.set(STATE_VALUES["closed"])
-    return ClusterRuntime(
+    return Upstream(
         cluster=cluster,
         pool=Pool(cluster.host, cluster.port, max_connections=cluster.max_connections),
         breaker=CircuitBreaker(on_change=lambda state: gauge.set(STATE_VALUES[state])),
@@ -66,17 +98,14 @@ def cluster_runtime(cluster: Cluster, metrics: Metrics) -> ClusterRuntime:
     )
 
 
-def build_clusters(
-    table: RouteTable, metrics: Metrics, current: dict[str, ClusterRuntime] | None = None
-) -> dict[str, ClusterRuntime]:
-    """One runtime per cluster of ``table``, reusing ``current`` ones whose definition is unchanged."""
+def build_upstreams(
+    table: RouteTable, metrics: Metrics, current: Mapping[str, Upstream] | None = None
+) -> dict[str, Upstream]:
+    """One upstream per cluster of ``table``, reusing ``current`` ones whose definition is unchanged."""
     current = current or {}
-    clusters = {}
+    upstreams = {}
     for name, cluster in table.clusters.items():
         existing = current.get(name)
-        clusters[name] = (
-            existing
-            if existing is not None and existing.cluster == cluster
-            else cluster_runtime(cluster, metrics)
-        )
-    return clusters
+        unchanged = existing is not None and existing.cluster == cluster
+        upstreams[name] = existing if unchanged and existing is not None else upstream(cluster, metrics)
+    return upstreams

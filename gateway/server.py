@@ -12,8 +12,9 @@ Every refusal is answered by the gateway itself in the JSON envelope, ``Connecti
 connection is closed; nothing refused is ever forwarded:
 
 - URL longer than ``max_url_bytes`` → 414 ``url_too_long``
-- more than ``max_headers`` headers, or their names and values longer than ``max_header_bytes`` in
-  all → 431 ``headers_too_large`` (an unfinished head is cut off as soon as it cannot fit any more)
+- more than ``max_headers`` headers, one header (name + value) longer than ``max_header_line_bytes``,
+  or all names and values longer than ``max_header_bytes`` → 431 ``headers_too_large`` (an
+  unfinished head is cut off as soon as it cannot fit any more)
 - head not complete ``header_timeout`` s after its first byte, or no body byte for ``body_timeout`` s
   while the body is awaited → 408 ``request_timeout`` if nothing of the response was sent yet, else
   a plain close
@@ -53,6 +54,7 @@ _HEAD_SLACK = 1024
 class HttpLimits:
     max_url_bytes: int
     max_header_bytes: int  # names + values of all headers of one request
+    max_header_line_bytes: int  # name + value of one header
     max_headers: int
     header_timeout: float  # from a request's first byte to the end of its head
     body_timeout: float  # the longest gap between two pieces of a body the app is waiting for
@@ -64,6 +66,7 @@ class HttpLimits:
         return cls(
             max_url_bytes=settings.max_url_bytes,
             max_header_bytes=settings.max_header_bytes,
+            max_header_line_bytes=settings.max_header_line_bytes,
             max_headers=settings.max_headers,
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
@@ -234,7 +237,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # uvicorn's on_header, inlined (it is called per header), plus the size count.
-        self._header_bytes += len(name) + len(value)
+        size = len(name) + len(value)
+        if size > self.limits.max_header_line_bytes:
+            self._refusal = _HEADERS_TOO_LARGE
+            raise _Refused
+        self._header_bytes += size
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.live import LIVE_DIR_ENV
 from identity.dev import DEV_SECRET
 
 DEFAULT_ROUTES_FILE = Path(__file__).with_name("routes.toml")
@@ -43,6 +44,7 @@ class GatewaySettings:
     # Request-head limits, timeouts and connection cap of the gateway's HTTP server (gateway/server.py).
     max_url_bytes: int
     max_header_bytes: int
+    max_header_line_bytes: int
     max_headers: int
     header_timeout: float
     body_timeout: float
@@ -112,7 +114,8 @@ def load_settings(env: Mapping[str, str] = os.environ) -> GatewaySettings:
         # Under what legacy's gunicorn accepts (4,094-byte request line, 8,190-byte header line, 100
         # headers, of which the gateway adds ~9): the gateway refuses first, in its envelope.
         max_url_bytes=int(_positive(env, "GATEWAY_MAX_URL_BYTES", 4000, int)),
-        max_header_bytes=int(_positive(env, "GATEWAY_MAX_HEADER_BYTES", 8000, int)),
+        max_header_bytes=int(_positive(env, "GATEWAY_MAX_HEADER_BYTES", 32768, int)),
+        max_header_line_bytes=int(_positive(env, "GATEWAY_MAX_HEADER_LINE_BYTES", 8000, int)),
         max_headers=int(_positive(env, "GATEWAY_MAX_HEADERS", 64, int)),
         header_timeout=_positive(env, "GATEWAY_HEADER_TIMEOUT", 10.0, float),
         body_timeout=_positive(env, "GATEWAY_BODY_TIMEOUT", 15.0, float),
@@ -121,5 +124,5 @@ def load_settings(env: Mapping[str, str] = os.environ) -> GatewaySettings:
         capture_file=Path(env["GATEWAY_CAPTURE_FILE"]) if env.get("GATEWAY_CAPTURE_FILE") else None,
         access_log=env.get("GATEWAY_ACCESS_LOG", "true").lower() not in {"0", "false", "no", "off"},
         var_dir=Path(env.get("VAR_DIR", str(DEFAULT_ROUTES_FILE.parents[1] / "var"))),
-        live_dir=Path(env["GATEWAY_LIVE_DIR"]) if env.get("GATEWAY_LIVE_DIR") else None,
+        live_dir=Path(env[LIVE_DIR_ENV]) if env.get(LIVE_DIR_ENV) else None,
     )

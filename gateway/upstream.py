@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import httptools
 
-from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from gateway.errors import Overloaded, UpstreamConnectError, UpstreamError, UpstreamTimeout
 
 Headers = list[tuple[bytes, bytes]]
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -202,6 +202,7 @@ class Pool:
         self.host_header = f"{host}:{port}".encode()
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
+        self._closed = False
 
     async def _connect(self, timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -230,7 +231,7 @@ class Pool:
         return await self._connect(timeout)
 
     def give_back(self, connection: _Connection, *, reusable: bool) -> None:
-        if reusable and not connection.closed:
+        if reusable and not connection.closed and not self._closed:
             self._idle.append(connection)
         else:
             connection.close()
@@ -264,7 +265,8 @@ class Pool:
                 # Waiting for a free connection counts against the connect timeout.
                 await asyncio.wait_for(self._slots.acquire(), connect_timeout)
             except TimeoutError:
-                raise UpstreamTimeout("connect", f"all connections to {self.host}:{self.port} busy") from None
+                # Our own saturation, not the backend's failure: a 503, never a breaker verdict.
+                raise Overloaded(f"all connections to {self.host}:{self.port} busy") from None
         else:
             await self._slots.acquire()  # free: no timer, no extra task on the common path
         attempts = 2 if method in IDEMPOTENT else 1
@@ -292,6 +294,8 @@ class Pool:
             raise
 
     async def close(self) -> None:
+        """Close the idle connections now; those in use are closed when they come back."""
+        self._closed = True
         for connection in self._idle:
             connection.close()
         self._idle.clear()

@@ -133,7 +133,8 @@ def servers(env: Mapping[str, str]) -> list[Server]:
 
 def prepare(env: dict[str, str]) -> None:
     """Migrate, make the signing key, seed once (the seed command skips a database with data), and
-    copy the shipped flags file (every hot route on legacy) on first start."""
+    write the flags file on first start (one flag per route of the route table, all off: every hot
+    route on legacy)."""
     manage = [PYTHON, "-m", "legacy_django"]
     Path(env.get("VAR_DIR", ROOT / "var")).mkdir(parents=True, exist_ok=True)
     for args in (
@@ -244,11 +245,12 @@ class Supervisor:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every server's group, wait for them, then SIGKILL whatever is left of each group."""
-        running = [child.process for child in self.children if child.process.poll() is None]
-        for process in running:
+        # Every group, even one whose leader already exited: its workers may still hold the port.
+        processes = [child.process for child in self.children]
+        for process in processes:
             _signal_group(process.pid, signal.SIGTERM)
         deadline = self.clock() + timeout
-        for process in running:
+        for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.0, deadline - self.clock()))
             _signal_group(process.pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ from legacy_django.common.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from legacy_django.common.json_body import BAD_TEXT, BodyRejected, decode_object
+from strictjson import BAD_TEXT, BodyRejected, decode_object
 
 # Ids are positive integers that fit a signed 64-bit column: no sign, no leading zero, at most 18 digits.
 _ID_RE = re.compile(r"[1-9][0-9]{0,17}")
@@ -60,7 +60,7 @@ def read_body(request: HttpRequest) -> bytes:
 
 
 def parse_json_object(request: HttpRequest) -> dict[str, Any]:
-    """The body as a JSON object: 415 for another media type, 413 above the limit, else 400 (json_body)."""
+    """The body as a JSON object: 415 for another media type, 413 above the limit, else 400 (strictjson)."""
     if not _is_json(request.content_type or ""):
         raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
     body = read_body(request)

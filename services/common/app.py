@@ -28,9 +28,9 @@ from services.common.errors import (
     ApiError,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     Unauthenticated,
 )
+from services.common.params import read_body
 from services.common.render import dumps, error_body, error_response
 from services.common.settings import ServiceSettings
 
@@ -119,21 +119,6 @@ def _verified(request: Request, body: bytes) -> Principal:
     return Principal(user_id=user_id, credentials="identity")
 
 
-async def _signed_body(request: Request, limit: int) -> bytes:
-    """The whole body, for the digest the assertion signs; ``PayloadTooLarge`` beyond ``limit``
-    (the same 413 a handler's own read gives), so a huge body is never held just to verify."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge("The request body is too large.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge("The request body is too large.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _replaying(body: bytes, receive: Receive) -> Receive:
     """A receive that hands out ``body`` (already read) once, then defers to the real one (disconnects)."""
     pending = True
@@ -187,7 +172,9 @@ class methods:  # lower-case: reads as a function at the call site, methods(GET=
         if identity.HEADER_SIGNATURE in request.headers:
             # The signature covers the body: read it once here (within the size limit), verify,
             # and hand the handler a request whose receive replays the same bytes for its own reads.
-            body = await _signed_body(request, settings_of(request).max_body_bytes)
+            # The whole body for the digest the assertion signs, within the same 413 limit as a
+            # handler's own read, so a huge body is never held just to verify it.
+            body = await read_body(request, settings_of(request).max_body_bytes)
             receive = _replaying(body, receive)
             request = Request(scope, receive)
             request.state.principal = _verified(request, body)

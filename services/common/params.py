@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from services.common.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from services.common.json_body import BodyRejected, decode_object
+from strictjson import BodyRejected, decode_object
 
 _ID_RE = re.compile(r"[1-9][0-9]{0,17}")
 _INT_RE = re.compile(r"-?[0-9]{1,9}")
@@ -44,7 +44,8 @@ def parse_choice(query: Mapping[str, str], field: str, *, choices: tuple[str, ..
     return raw
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body; ``PayloadTooLarge`` (413) as soon as it is known to exceed ``limit``."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge("The request body is too large.")
@@ -58,11 +59,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def parse_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object: 415 for another media type, 413 above ``limit``, else 400 (json_body)."""
+    """The body as a JSON object: 415 for another media type, 413 above ``limit``, else 400 (strictjson)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
-    body = await _read_body(request, limit)
+    body = await read_body(request, limit)
     try:
         return decode_object(body)
     except BodyRejected as rejected:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from parity.diff import Observation, compare
 from tests.contract.conftest import Backends
 from tests.support.hostile_bodies import HOSTILE, TOO_DEEP, Hostile
 
-ROOT = Path(__file__).resolve().parents[2]
 CREATE = "/api/v1/reviews"
 # Representatives of each rule, for the cases that check what is decided before the body is read.
 SAMPLES = [h for h in HOSTILE if h.name in {"open-arrays-100k", "lone-high-surrogate", "invalid-utf8-byte"}]
@@ -112,10 +110,3 @@ def test_helpful_ignores_its_body(backends: Backends, hostile: Hostile) -> None:
     )
     control, _ = _both(backends, _case(f"helpful-{hostile.name}", "reviews.helpful", request))
     assert (control.status, _error(control)["code"]) == (404, "not_found")
-
-
-def test_both_backends_parse_bodies_with_the_same_code() -> None:
-    # The services may not import the monolith, so the parser exists twice; the copies must not drift.
-    legacy = (ROOT / "legacy_django/common/json_body.py").read_bytes()
-    services = (ROOT / "services/common/json_body.py").read_bytes()
-    assert legacy == services

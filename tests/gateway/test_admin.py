@@ -110,7 +110,7 @@ def _is_envelope(response: httpx.Response, status: int, code: str) -> bool:
     return error.get("code") == code and isinstance(error.get("message"), str) and "request_id" in error
 
 
-# --- Finding 4: a silent Redis and the event loop ------------------------------------------------
+# --- A silent Redis must not block the event loop ---------------------------------------------------
 
 
 def _proxy_loop(url: str, until: threading.Event | int) -> tuple[int, float, list[str]]:
@@ -191,7 +191,7 @@ def test_a_silent_redis_gets_fast_503s_from_the_admin_api_and_never_stalls_the_p
     assert done > 0 and busy_rate >= 0.5 * quiet_rate, (busy_rate, quiet_rate)
 
 
-# --- Finding 5: hostile values are refused before anything is written ---------------------------
+# --- Hostile values are refused before anything is written --------------------------------------
 
 _VALID = {"route": "reviews.list", "backend": "candidate", "reason": "canary"}
 
@@ -315,7 +315,7 @@ def test_bad_stored_lines_and_entries_are_skipped_not_fatal(clean: Gateway):
     assert gateway.admin("GET", "audit").json()["entries"][0]["reason"] == "calm again"
 
 
-# --- Finding 6: the envelope everywhere, and the console's headers -------------------------------
+# --- The envelope everywhere, and the console's headers ---------------------------------------------
 
 
 @pytest.mark.parametrize(

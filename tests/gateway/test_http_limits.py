@@ -275,13 +275,13 @@ def test_at_the_default_limits_the_gateway_refuses_what_legacy_would(stack: Stac
     path = "/api/v1/no-such-page/"
     path += "a" * (limits.max_url_bytes - len(path))
     filler = {f"x-h{i}": "1" for i in range(limits.max_headers - 7)}  # httpx adds host, accept, ...
-    big = {"x-big": "b" * (limits.max_header_bytes - 500)}
+    big = {"x-big": "b" * (limits.max_header_line_bytes - 10)}
     admitted = httpx.get(f"{stack.gateway}{path}", headers={**filler, **big})
     assert admitted.status_code == 404 and admitted.headers["x-served-by"] == "legacy", admitted.text
     assert admitted.json()["error"]["code"]
     refused = [
         httpx.get(f"{stack.gateway}{path}a"),
-        httpx.get(f"{stack.gateway}/api/v1/items/1", headers={"x-big": "b" * limits.max_header_bytes}),
+        httpx.get(f"{stack.gateway}/api/v1/items/1", headers={"x-big": "b" * limits.max_header_line_bytes}),
         httpx.get(
             f"{stack.gateway}/api/v1/items/1", headers={**filler, **{f"x-more{i}": "1" for i in range(8)}}
         ),
@@ -309,7 +309,8 @@ def test_keep_alive_requests_still_work(gateway: Gateway, capped: Gateway) -> No
 
 def test_limits_come_from_the_environment_with_sane_defaults() -> None:
     defaults = HttpLimits.from_settings(load_settings({}))
-    assert (defaults.max_url_bytes, defaults.max_header_bytes, defaults.max_headers) == (4000, 8000, 64)
+    assert (defaults.max_url_bytes, defaults.max_header_line_bytes, defaults.max_headers) == (4000, 8000, 64)
+    assert defaults.max_header_bytes == 32768
     assert (defaults.header_timeout, defaults.body_timeout, defaults.idle_timeout) == (10, 15, 15)
     assert 1 <= defaults.max_connections <= 4096
     assert defaults.max_head_bytes > defaults.max_url_bytes + defaults.max_header_bytes

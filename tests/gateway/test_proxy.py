@@ -27,7 +27,7 @@ from gateway.metrics import Metrics
 from gateway.proxy import handle
 from gateway.resilience import HALF_OPEN, OPEN, RetryBudget
 from gateway.routes import build_table, load_table
-from gateway.runtime import Runtime, build_clusters
+from gateway.runtime import Routing, Runtime, build_upstreams
 from gateway.settings import DEFAULT_ROUTES_FILE, load_settings
 from gateway.shadow import Shadow
 
@@ -104,16 +104,15 @@ def rt(tmp_path: Path) -> Runtime:
     settings = load_settings({"VAR_DIR": str(tmp_path), "GATEWAY_ACCESS_LOG": "false"})
     table = load_table(DEFAULT_ROUTES_FILE, URLS)
     metrics = Metrics.create()
-    clusters = build_clusters(table, metrics)
-    for name, runtime in clusters.items():
-        runtime.pool = FakePool(name)  # type: ignore[assignment]
+    upstreams = build_upstreams(table, metrics)
+    for name, upstream in upstreams.items():
+        upstream.pool = FakePool(name)  # type: ignore[assignment]
     store = FileOverrideStore(tmp_path / "overrides.json", tmp_path / "audit.jsonl")
     jwks = Jwks("http://127.0.0.1:9/jwks", httpx.AsyncClient())
     jwks.keys = {"k1": (_KEY.public_key(), "RS256")}
     return Runtime(
         settings=settings,
-        table=table,
-        clusters=clusters,
+        routing=Routing(table=table, upstreams=upstreams),
         flags=Flags(overrides=store, providers=[]),
         verifier=TokenVerifier(jwks, issuer="i", audience="a"),
         metrics=metrics,
@@ -125,7 +124,7 @@ def rt(tmp_path: Path) -> Runtime:
 
 
 def pool(rt: Runtime, cluster: str) -> FakePool:
-    return rt.clusters[cluster].pool  # type: ignore[return-value]
+    return rt.upstreams[cluster].pool  # type: ignore[return-value]
 
 
 def to_candidate(rt: Runtime, route: str) -> None:
@@ -259,14 +258,14 @@ def test_a_buffered_body_that_fails_is_a_502_and_a_breaker_failure(rt: Runtime):
 
 
 def _open_breaker(rt: Runtime, cluster: str) -> None:
-    breaker = rt.clusters[cluster].breaker
+    breaker = rt.upstreams[cluster].breaker
     for _ in range(breaker.policy.connect_failures):
         breaker.record(False, connect_failure=True)
     assert breaker.state == OPEN
 
 
 def test_an_open_candidate_breaker_routes_to_legacy_without_spending_the_retry_budget(rt: Runtime):
-    """A candidate outage must not become 503s once the fallback budget is spent (the attack run: 78 %)."""
+    """A candidate outage must not become 503s once the fallback budget is spent (seen: 78 % of GETs)."""
     to_candidate(rt, "reviews.summary")
     to_candidate(rt, "reviews.create")
     _open_breaker(rt, "reviews")
@@ -292,21 +291,24 @@ def test_the_breaker_gauge_follows_the_breaker_without_traffic(rt: Runtime):
 
 def _half_open(rt: Runtime, cluster: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _open_breaker(rt, cluster)
-    later = time.monotonic() + rt.clusters[cluster].breaker.policy.open_seconds + 1
+    later = time.monotonic() + rt.upstreams[cluster].breaker.policy.open_seconds + 1
     monkeypatch.setattr("gateway.resilience.time.monotonic", lambda: later)
 
 
-def test_a_probe_refused_by_the_full_bulkhead_does_not_leak(rt: Runtime, monkeypatch: pytest.MonkeyPatch):
+def test_a_request_refused_by_the_full_bulkhead_does_not_take_the_probe(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+):
     to_candidate(rt, "reviews.create")
     _half_open(rt, "reviews", monkeypatch)
-    runtime = rt.clusters["reviews"]
-    runtime.bulkhead.in_flight = runtime.bulkhead.max_in_flight  # full: this request is refused
+    upstream = rt.upstreams["reviews"]
+    upstream.bulkhead.in_flight = upstream.bulkhead.max_in_flight  # full: this request is refused
     answer = asyncio.run(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
     assert answer.status == 503
-    runtime.bulkhead.in_flight = 0
+    assert upstream.breaker.state == OPEN, "the refused request did not take the probe"
+    upstream.bulkhead.in_flight = 0
     answer = asyncio.run(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
     assert answer.headers[b"x-served-by"] == b"reviews", "the next request is the probe"
-    assert runtime.breaker.state == "closed"
+    assert upstream.breaker.state == "closed"
 
 
 def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(rt: Runtime, monkeypatch: pytest.MonkeyPatch):
@@ -319,7 +321,7 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(rt: Runtime, mon
         probe = asyncio.create_task(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
         while not reviews.calls:
             await asyncio.sleep(0)
-        assert rt.clusters["reviews"].breaker.state == HALF_OPEN
+        assert rt.upstreams["reviews"].breaker.state == HALF_OPEN
         probe.cancel()  # the client went away while the probe was in flight
         with pytest.raises(asyncio.CancelledError):
             await probe
@@ -328,7 +330,7 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(rt: Runtime, mon
 
     answer = asyncio.run(scenario())
     assert answer.headers[b"x-served-by"] == b"reviews", "a new probe went through"
-    assert rt.clusters["reviews"].breaker.state == "closed"
+    assert rt.upstreams["reviews"].breaker.state == "closed"
 
 
 def test_a_dead_candidate_falls_back_for_get_but_never_for_post(rt: Runtime):
@@ -349,11 +351,11 @@ def test_a_reload_that_adds_a_cluster_serves_it(rt: Runtime, tmp_path: Path):
         "clusters": {"legacy": {"url": "http://127.0.0.1:9"}, "wishlist": {"url": "http://127.0.0.1:9"}},
         "routes": [{"id": "wishlist.list", "path": "/api/v1/wishlist", "candidate": "wishlist"}],
     }
-    old_legacy = rt.clusters["legacy"]
+    old_legacy = rt.upstreams["legacy"]
     retired = rt.with_table(build_table(document, {}))
     assert {r.cluster.name for r in retired} == {"reviews", "recommendations"}
-    assert rt.clusters["legacy"] is old_legacy, "an unchanged cluster keeps its pool and breaker"
-    rt.clusters["wishlist"].pool = FakePool("wishlist")  # type: ignore[assignment]
+    assert rt.upstreams["legacy"] is old_legacy, "an unchanged cluster keeps its pool and breaker"
+    rt.upstreams["wishlist"].pool = FakePool("wishlist")  # type: ignore[assignment]
     to_candidate(rt, "wishlist.list")
     answer = asyncio.run(call(rt, "GET", "/api/v1/wishlist"))
     assert answer.status == 200 and answer.headers[b"x-served-by"] == b"wishlist"
@@ -374,3 +376,63 @@ def test_a_websocket_upgrade_gets_a_400_envelope(rt: Runtime):
     asyncio.run(app(scope, receive, send))
     assert sent[0]["type"] == "websocket.http.response.start" and sent[0]["status"] == 400
     assert b'"code":"bad_request"' in sent[1]["body"]
+
+
+def test_a_backend_that_drops_the_connection_after_the_request_does_not_count_as_unreachable(rt: Runtime):
+    """Clients can crash a backend process with a request; only a refused connect means it is gone."""
+    to_candidate(rt, "reviews.create")
+    pool(rt, "reviews").script = lambda *_: UpstreamConnectError("response_headers", "closed")
+    for _ in range(rt.upstreams["reviews"].breaker.policy.connect_failures + 1):
+        assert asyncio.run(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}")).status == 502
+    assert rt.upstreams["reviews"].breaker.state == "closed"
+
+
+def test_a_reload_during_a_request_does_not_pull_its_cluster_away(rt: Runtime):
+    """The request keeps the table and upstreams it matched with, even if a reload drops its cluster."""
+    to_candidate(rt, "reviews.create")
+    reviews = pool(rt, "reviews")
+
+    async def scenario() -> Answer:
+        reviews.gate = asyncio.Event()
+        request = asyncio.create_task(call(rt, "POST", "/api/v1/reviews", SIGNED_IN, b"{}"))
+        while not reviews.calls:
+            await asyncio.sleep(0)
+        only_legacy = {
+            "default_cluster": "legacy",
+            "clusters": {"legacy": {"url": "http://127.0.0.1:9"}},
+            "routes": [],
+        }
+        rt.with_table(build_table(only_legacy, {}))
+        reviews.gate.set()
+        return await request
+
+    answer = asyncio.run(scenario())
+    assert answer.status == 200 and answer.headers[b"x-served-by"] == b"reviews"
+    labels = {"route": "reviews.create", "backend": "candidate", "cluster": "reviews", "status_class": "2xx"}
+    assert sample(rt, "gateway_requests_total", **labels) == 1
+
+
+def test_no_shadow_goes_to_a_backend_whose_breaker_is_open(rt: Runtime):
+    route = {
+        "id": "reviews.summary",
+        "path": "/api/v1/reviews/items/{item_id}/summary",
+        "candidate": "reviews",
+    }
+    document = {
+        "default_cluster": "legacy",
+        "clusters": {name: {"url": "http://127.0.0.1:9"} for name in ("legacy", "reviews")},
+        "routes": [{**route, "shadow": {"sample_rate": 1.0}}],
+    }
+    rt.with_table(build_table(document, {}))
+    for name in ("legacy", "reviews"):
+        rt.upstreams[name].pool = FakePool(name)  # type: ignore[assignment]
+
+    async def scenario() -> tuple[Answer, int]:
+        answer = await call(rt, "GET", SUMMARY)
+        return answer, len(rt.shadow.tasks)  # read before the loop ends and cancels what is left
+
+    answer, shadows = asyncio.run(scenario())
+    assert answer.headers[b"x-served-by"] == b"legacy" and shadows == 1, "shadowing is on"
+    _open_breaker(rt, "reviews")
+    answer, shadows = asyncio.run(scenario())
+    assert answer.status == 200 and shadows == 0

@@ -64,6 +64,14 @@ def test_the_dead_candidates_breaker_opens(stack: Stack):
     )
 
 
+def test_a_dead_candidate_keeps_the_gateway_ready_but_degraded(stack: Stack):
+    """Failing readiness for a candidate would take every gateway pod out of service."""
+    ready = httpx.get(f"{stack.dead_candidate_gateway}/_gateway/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["checks"]["reviews"] is False and ready.json()["checks"]["legacy"] is True
+
+
 def test_with_the_breaker_open_a_post_is_routed_to_legacy_and_written_once(stack: Stack):
     """An open breaker is a routing decision (nothing reached the candidate), not a replay."""
     token = stack.token("demo4")
@@ -137,7 +145,7 @@ def test_an_abandoned_probe_lets_the_next_request_probe(clock: Clock):
 
 
 def test_a_handful_of_5xx_from_one_client_does_not_open_the_breaker(clock: Clock):
-    """Five hostile requests answered 500 are failures, but not volume (the attack run's finding)."""
+    """Five hostile requests answered 500 are failures, but not volume (they used to open it)."""
     breaker = CircuitBreaker(BreakerPolicy(min_calls=20, failure_rate=0.5))
     for _ in range(19):
         breaker.record(False)

@@ -7,6 +7,7 @@ import concurrent.futures
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,8 +20,18 @@ PATH = "/api/v1/reviews/items/3/summary"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
+ROUTES = Path(__file__).parents[2] / "gateway" / "routes.toml"
+
+
 @pytest.fixture(scope="module")
-def two_workers(stack: Stack) -> Iterator[str]:
+def routes_file(stack: Stack) -> Path:
+    path = stack.work / "two-workers-routes.toml"
+    path.write_text(ROUTES.read_text())
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_workers(stack: Stack, routes_file: Path) -> Iterator[str]:
     """A fresh two-worker gateway in front of the real backends: its figures are this module's alone."""
     with ExitStack() as processes:
         url, _ = _gateway(
@@ -31,6 +42,7 @@ def two_workers(stack: Stack) -> Iterator[str]:
                 "LEGACY_URL": stack.legacy,
                 "REVIEWS_URL": stack.reviews,
                 "RECOMMENDATIONS_URL": stack.recommendations,
+                "ROUTES_FILE": str(routes_file),
             },
             workers=2,
         )
@@ -81,3 +93,28 @@ def test_one_scrape_counts_every_request_of_every_worker_once(two_workers: str):
     assert eventually(live_caught_up, timeout=5), _live(two_workers)
     assert _live(two_workers)["workers"] == 2
     assert _counter(two_workers) == sent, "scraping changes nothing"
+
+
+def test_a_changed_route_table_reaches_every_worker(two_workers: str, routes_file: Path):
+    """The admin reload is answered by one worker; the file change must reach the other too."""
+    original = routes_file.read_text()
+    start = original.index('id = "reviews.summary"')
+    end = original.index("[[routes]]", start)
+    block = original[start:end]
+    assert 'auth = "none"' in block
+    routes_file.write_text(
+        original[:start] + block.replace('auth = "none"', 'auth = "required"') + original[end:]
+    )
+
+    def every_worker_requires_a_token() -> bool:
+        statuses = set()
+        for _ in range(12):  # new connections: both workers answer some
+            with httpx.Client() as client:
+                statuses.add(client.get(f"{two_workers}{PATH}").status_code)
+        return statuses == {401}
+
+    try:
+        assert eventually(every_worker_requires_a_token, timeout=10, interval=0.1)
+    finally:
+        routes_file.write_text(original)
+    assert eventually(lambda: httpx.get(f"{two_workers}{PATH}").status_code == 200, timeout=10)

@@ -1,8 +1,8 @@
-"""The monolith's JSON body parser (legacy_django/common/json_body.py) and every endpoint that uses it.
+"""Every JSON endpoint of the monolith refuses hostile bodies (the parser itself: tests/strictjson).
 
 The corpus is tests/support/hostile_bodies.py; tests/contract/test_hostile_bodies.py sends it to
-both backends. Here: the parser on its own, then each JSON endpoint of the monolith, including the
-legacy-only ones (token, orders) that the contract tests do not reach.
+both backends. Here: each JSON endpoint of the monolith, including the legacy-only ones (token,
+orders) that the contract tests do not reach.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from __future__ import annotations
 import pytest
 
 from legacy_django.commerce.models import Order
-from legacy_django.common.json_body import BodyRejected, decode_object
 from legacy_django.items.models import ItemOption
 from legacy_django.reviews.models import Review
 from legacy_django.seed import data
 from tests.legacy.conftest import assert_error
-from tests.support.hostile_bodies import ACCEPTED, BAD_TEXT, HOSTILE, Hostile
+from tests.support.hostile_bodies import BAD_TEXT, HOSTILE, Hostile
 
 ENDPOINTS = {
     # path, who calls it
@@ -23,18 +22,6 @@ ENDPOINTS = {
     "orders-create": ("/api/v1/orders", "demo4"),
     "auth-token": ("/api/v1/auth/token", None),
 }
-
-
-@pytest.mark.parametrize("hostile", HOSTILE, ids=[h.name for h in HOSTILE])
-def test_parser_refuses_hostile_bodies(hostile: Hostile) -> None:
-    with pytest.raises(BodyRejected) as refused:
-        decode_object(hostile.body)
-    assert refused.value.message == hostile.message
-
-
-@pytest.mark.parametrize(("body", "value"), [(b, v) for _, b, v in ACCEPTED], ids=[n for n, _, _ in ACCEPTED])
-def test_parser_accepts_bodies_at_the_edge_of_each_rule(body: bytes, value: dict) -> None:
-    assert decode_object(body) == value
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)

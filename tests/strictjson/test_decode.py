@@ -1,8 +1,4 @@
-"""The services' JSON body parser (services/common/json_body.py): the corpus, then properties.
-
-The monolith's copy is byte-identical (tests/contract/test_hostile_bodies.py checks that), so the
-properties here hold for both backends.
-"""
+"""The request-body parser both backends use (strictjson): the corpus, then properties."""
 
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.json_body import (
+from strictjson import (
     BAD_TEXT,
     DUPLICATE_KEY,
     MAX_DEPTH,

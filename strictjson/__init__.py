@@ -9,10 +9,8 @@ syntax error (a leading BOM, ``NaN`` and ``Infinity`` included), a number longer
 disagree on which one wins); any top level but an object; and any key or string holding an unpaired
 surrogate (it cannot be written as UTF-8, stored or rendered) or NUL (PostgreSQL cannot store it).
 
-This file exists twice, byte for byte: ``legacy_django/common/json_body.py`` for the monolith and
-``services/common/json_body.py`` for the services (which may not import the monolith), so that both
-backends refuse the same bodies with the same messages; ``tests/contract/test_hostile_bodies.py``
-fails when the copies differ. Standard library only.
+One package for the monolith and the services (which may not import each other), so that both
+backends refuse the same bodies with the same messages. Standard library only (import-linter).
 """
 
 from __future__ import annotations
