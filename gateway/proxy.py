@@ -267,20 +267,13 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         body = await _read_body(receive, rt.settings.max_body_bytes, headers.get(b"content-length"))
         backend, forced = _choose_backend(rt, routing, route, principal, headers, scope)
         cluster = route.candidate if route is not None and backend == "candidate" else table.default_cluster
+        query: bytes = scope.get("query_string", b"")
         try:
             upstream_headers = _upstream_headers(
-                scope,
-                request_id,
-                principal,
-                method,
-                raw_path,
-                scope.get("query_string", b""),
-                body,
-                rt.settings.identity_secret,
+                scope, request_id, principal, method, raw_path, query, body, rt.settings.identity_secret
             )
         except identity.IdentityError:
             raise Reject(400, "bad_request", "The request cannot be forwarded as sent.") from None
-        query = scope.get("query_string", b"")
         target = raw_path + b"?" + query if query else raw_path
         rt.retry_budget.earn()
         upstream = routing.upstreams[cluster]
