@@ -148,10 +148,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_process(command: list[str], env: Mapping[str, str], port: int) -> Iterator[tuple[str, int]]:
-    """Start ``command``; yields its URL (once ``port`` accepts) and its pid; stops it after."""
-    quiet = subprocess.DEVNULL
-    process = subprocess.Popen(command, env=dict(env), cwd=ROOT, stdout=quiet, stderr=quiet)
+def server_process(
+    command: list[str], env: Mapping[str, str], port: int, log: Path | None = None
+) -> Iterator[tuple[str, int]]:
+    """Start ``command``; yields its URL (once ``port`` accepts) and its pid; stops it after.
+    Its output goes to ``log`` if given (else nowhere)."""
+    sink = log.open("wb") if log is not None else None
+    output = sink if sink is not None else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(command, env=dict(env), cwd=ROOT, stdout=output, stderr=output)
+    finally:
+        if sink is not None:
+            sink.close()  # the child has its own copy
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -1,42 +1,67 @@
-"""Replay the 8 pm push spike: the monolith saturates, one `flagctl flip-all` moves the hot routes.
+"""Replay the 8 pm push spike three times, one mode each, and compare what clients got.
 
-    .venv/bin/python bench/incident_replay.py [--quick]
+    .venv/bin/python bench/incident_replay.py [--quick] [--modes abc] [--spike RPS]
 
-Stack: PostgreSQL (BENCH_DATABASE_URL, default shop_bench: created if missing, migrated, seeded
-large), the monolith with a fixed small capacity (gunicorn, 1 worker x 2 threads), both services
-(1 uvicorn worker each), the gateway (2 workers) with overrides in Redis
-(database 14; the tests use 15). Open-loop
-load from 20 signed-in users (tokens fetched before the spike): 60 % reviews.list, 15 %
-reviews.summary, 15 % recommendations.home, 5 % reviews.detail, 5 % POST reviews.create; it ramps
-to a spike and holds; client timeout 2 s. At a fixed second, `flagctl flip-all --to candidate`
-runs. Reported per second: requests, error rate, p99; time to recovery (error rate < 0.1 % and
-p99 < 500 ms for 3 s running); and the write check: reviews in the database with this run's
-marker vs 201 answers. Writes bench/results/incident_replay.json and incident_replay.png.
-Needs aiohttp and matplotlib (`make bench-tools`), the local Redis and PostgreSQL.
+Modes, each on a fresh stack (same seeded database; Redis database 14 cleared in between):
+  a  no protection: the route table with legacy's adaptive limit off; at a fixed second a human
+     runs `flagctl flip-all --to candidate` (the baseline of the first replays);
+  b  protection: the shipped route table (legacy's limit on); the same human flip;
+  c  protection + auto-offload: `[autopilot] enabled = true` with a short shed window, shadow
+     sampling and `auto_offload = true` on the replayed routes from the first second (so parity
+     evidence gathers before the spike); nobody flips.
+
+--quick: 42 s of load per mode, all three in about 2.5 minutes; without it 75 s per mode (about 4.5
+minutes). The spike is 320 req/s (--spike; why that rate: bench/_replay_load.py).
+
+Stack per mode: PostgreSQL (BENCH_DATABASE_URL, default shop_bench: created if missing, migrated,
+seeded large), the monolith with a fixed small capacity (gunicorn, 1 worker x 2 threads), both
+services (1 uvicorn worker each), the gateway (2 workers), overrides in Redis (database 14; the
+tests use 15). Open-loop load from 20 signed-in users: 60 % reviews.list, 15 % reviews.summary,
+15 % recommendations.home, 5 % reviews.detail, 5 % POST reviews.create; calm (40 req/s), a ramp to
+the spike, the spike held, calm again; client timeout 2 s, no retries. Creates go to items
+301-500 and reads to items 1-300, so a write landing between a read and its shadow copy cannot
+make a false parity mismatch (mode c decides on parity). The reviews a mode wrote are checked,
+then deleted with their share of the item counters (a user reviews an item once: left in place,
+they would turn later creates into 409s).
+
+Reported per mode: error rate during the spike and before the routes moved (the flip, or the
+autopilot's first move), those errors split into 503s (with the p99 of their latency), client
+timeouts and other errors; the p99 of admitted (2xx/4xx) requests; the time to recovery (every
+1 s window of the next 3 s has error rate < 0.1 % and p99 < 500 ms, on a 0.1 s grid) counted from
+when the move is in the override store (flagctl's own start-up is reported apart), and how many
+seconds of the spike after the move still miss those bounds (a recovery that does not hold); the
+write check (no duplicates, every 201 in the database, no shed create written); what legacy kept doing
+after the move (bench/_replay_probe.py). Writes bench/results/incident_replay.json and
+incident_replay.png. Needs aiohttp and matplotlib (`make bench-tools`), Redis and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import copy
+import dataclasses
+import json
 import os
-import random
+import shutil
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 import uuid
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import psutil
 import psycopg
 import redis
 
+from bench import _replay_load as load
+from bench import _replay_report as report
+from bench._replay_probe import LEGACY_LOG_FORMAT, Probe
 from bench._support import (
     PG_BENCH_URL,
     RESULTS,
@@ -51,172 +76,350 @@ from bench._support import (
 
 NEEDS = Needs(modules=("aiohttp", "matplotlib"), redis=True, postgres=True)
 REDIS_URL = "redis://127.0.0.1:6379/14"
-P99_BOUND_MS = 500.0
-MIX = [("list", 60), ("summary", 15), ("home", 15), ("detail", 5), ("create", 5)]
+SHIPPED_TABLE = ROOT / "gateway" / "routes.toml"
+VAR = ROOT / "var" / "bench"
+# The reads the load replays: mode c samples them for parity and marks them for auto-offload. The
+# replay's writes (reviews.create) have no shadow, hence no parity evidence: they stay on legacy.
+HOT_READS = ("reviews.list", "reviews.summary", "reviews.detail", "recommendations.home")
+SHADOW_RATE = 0.25
 
 
-def _rate(second: float, ramp: float, spike: float) -> float:
-    return 40 + (spike - 40) * min(1.0, second / ramp)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Mode:
+    key: str
+    title: str
+    human_flip: bool
 
 
-async def _load(
-    gateway: str,
-    tokens: list[str],
-    seconds: int,
-    ramp: float,
-    spike: float,
-    events: list[tuple[float, str, Callable[[], None]]],
-    marker: str,
-) -> tuple[list[tuple[float, float, int]], dict[str, float]]:
-    """Open loop: requests leave on schedule whatever the answers.
-
-    One (sent_at, latency_ms, status or 0 when no answer came, is_create) per request.
-
-    Needs aiohttp (the [bench] extra: ``make bench-tools``).
-
-    ``events`` (second, name, action) run once each at their second; returns when each ran.
-    """
-    import aiohttp  # a bench extra: imported here so --help works without it
-
-    results: list[tuple[float, float, int, bool]] = []
-    timeout = aiohttp.ClientTimeout(total=2.0)
-    connector = aiohttp.TCPConnector(limit=600)
-    routes = [name for name, weight in MIX for _ in range(weight)]
-    rng = random.Random(7)  # noqa: S311 - a load mix, not security
-    happened: dict[str, float] = {}
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
-    ) as session:
-
-        async def one(sent: float, kind: str) -> None:
-            token = rng.choice(tokens)
-            headers = {"Authorization": f"Bearer {token}"}
-            item = rng.randint(1, 500)
-            try:
-                if kind == "create":
-                    body = {"item_id": item, "rating": 5, "body": f"{marker} {uuid.uuid4().hex}"}
-                    request = session.post(f"{gateway}/api/v1/reviews", json=body, headers=headers)
-                else:
-                    path = {
-                        "list": f"/api/v1/reviews/items/{item}?size=20",
-                        "summary": f"/api/v1/reviews/items/{item}/summary",
-                        "home": "/api/v1/recommendations/home?limit=10",
-                        "detail": f"/api/v1/reviews/{rng.randint(1, 20000)}",
-                    }[kind]
-                    request = session.get(f"{gateway}{path}", headers=headers)
-                async with request as response:
-                    await response.read()
-                    status = response.status
-            except (TimeoutError, aiohttp.ClientError):
-                status = 0
-            results.append((sent, (time.monotonic() - sent) * 1000, status, kind == "create"))
-
-        start = time.monotonic()
-        tasks: set[asyncio.Task[None]] = set()
-        next_at = start
-        while (now := time.monotonic()) - start < seconds:
-            for at, name, action in events:
-                if name not in happened and now - start >= at:
-                    happened[name] = now - start
-                    action()
-            while next_at <= now:
-                task = asyncio.create_task(one(next_at, rng.choice(routes)))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                next_at += 1.0 / _rate(next_at - start, ramp, spike)
-            await asyncio.sleep(0.002)
-        await asyncio.gather(*tasks)
-    return [(sent - start, latency, status, create) for sent, latency, status, create in results], happened
+MODES = (
+    Mode(key="a", title="no protection, human flip", human_flip=True),
+    Mode(key="b", title="protection, human flip", human_flip=True),
+    Mode(key="c", title="protection + auto-offload, no human", human_flip=False),
+)
 
 
-def _per_second(results: list[tuple[float, float, int, bool]], seconds: int) -> list[dict[str, float]]:
-    rows = []
-    for second in range(seconds):
-        window = [(lat, status) for sent, lat, status, _ in results if second <= sent < second + 1]
-        errors = sum(1 for _, status in window if status == 0 or status >= 500)
-        latencies = sorted(lat for lat, _ in window)
-        p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
-        rows.append(
-            {
-                "second": second,
-                "requests": len(window),
-                "errors": errors,
-                "no_answer": sum(1 for _, status in window if status == 0),
-                "error_rate": errors / len(window) if window else 0.0,
-                "p99_ms": p99,
-            }
-        )
-    return rows
-
-
-def _writes(results: list[tuple[float, float, int, bool]]) -> dict[str, int]:
-    """The creates: answered 201, got no answer (client timeout or dropped connection), attempted."""
-    creates = [status for _, _, status, create in results if create]
+def autopilot_settings(timeline: load.Timeline) -> dict[str, Any]:
+    """Mode c's `[autopilot]`: act once legacy has shed in 2 of the last 3 s, on routes with ≥ 99.9 %
+    parity over ≥ 30 shadow comparisons (the calm phase and the ramp gather that many on the busy
+    routes); a cool-down (6 s quick, 10 s full) short enough that the move back after the spike
+    falls inside the replay, and that shows whether routes go back while the spike still lasts."""
     return {
-        "acknowledged_201": sum(1 for status in creates if status == 201),
-        "client_timeouts": sum(1 for status in creates if status == 0),
-        "attempted": len(creates),
+        "enabled": True,
+        "shed_window_seconds": 2,
+        "min_parity_percent": 99.9,
+        "min_samples": 30,
+        "cooldown_seconds": 6.0 if timeline.seconds < 60 else 10.0,
+        "ttl_seconds": 600.0,
+        "interval_seconds": 0.5,
     }
 
 
-def _recovery(rows: list[dict[str, float]], flip_at: float, until: float = 1e9) -> float | None:
-    for row in rows:
-        if row["second"] < flip_at or row["second"] >= until:
-            continue
-        run = [r for r in rows if row["second"] <= r["second"] < row["second"] + 3]
-        if len(run) == 3 and all(r["error_rate"] < 0.001 and r["p99_ms"] < P99_BOUND_MS for r in run):
-            return row["second"] - flip_at
+def table_for(mode: str, shipped: dict[str, Any], timeline: load.Timeline) -> dict[str, Any]:
+    """Mode a: legacy's limiter off; b: the shipped table; c: + autopilot, shadow, auto_offload."""
+    document = copy.deepcopy(shipped)
+    if mode == "a":
+        legacy = document["clusters"][document.get("default_cluster", "legacy")]
+        legacy["limiter"] = {**legacy.get("limiter", {}), "enabled": False}
+    elif mode == "c":
+        document["autopilot"] = autopilot_settings(timeline)
+        for route in document["routes"]:
+            if route["id"] in HOT_READS:
+                route["auto_offload"] = True
+                route["shadow"] = {**route.get("shadow", {}), "sample_rate": SHADOW_RATE}
+    return document
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string for what tables hold
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items()) + "}"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def to_toml(document: dict[str, Any]) -> str:
+    """TOML for a route table (top-level keys, tables of tables, arrays of tables); checked by a
+    round trip so a value it cannot write is an error here, not a different table."""
+    lines = [
+        f"{key} = {_toml_value(value)}"
+        for key, value in document.items()
+        if not isinstance(value, dict | list)
+    ]
+    for key, value in document.items():
+        if isinstance(value, dict):
+            nested = all(isinstance(item, dict) for item in value.values()) and value
+            for name, table in value.items() if nested else [(None, value)]:
+                lines += ["", f"[{key}.{name}]" if name else f"[{key}]"]
+                lines += [f"{field} = {_toml_value(item)}" for field, item in table.items()]
+        elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
+            for table in value:
+                lines += [
+                    "",
+                    f"[[{key}]]",
+                    *(f"{field} = {_toml_value(item)}" for field, item in table.items()),
+                ]
+    text = "\n".join(lines) + "\n"
+    if tomllib.loads(text) != document:
+        raise ValueError("the route table does not survive a round trip through TOML")
+    return text
+
+
+def _clear_store(store: redis.Redis) -> None:
+    keys = list(store.scan_iter("gateway:*"))  # overrides, audit, and whatever the gateway shares
+    if keys:
+        store.delete(*keys)
+
+
+def _audit(store: redis.Redis, wall_start: float) -> list[dict[str, Any]]:
+    moves = []
+    for _, fields in store.xrange("gateway:audit"):
+        entry = json.loads(fields[b"entry"])
+        after = entry.get("after") or {}
+        moves.append(
+            {
+                "t": round(entry["at"] - wall_start, 2),
+                "route": entry["route"],
+                "actor": entry["actor"],
+                "to": after.get("backend", "release"),
+                "reason": entry["reason"],
+            }
+        )
+    return sorted(moves, key=lambda move: move["t"])
+
+
+def _database() -> psycopg.Connection:
+    return psycopg.connect(PG_BENCH_URL.replace("postgres://", "postgresql://", 1))
+
+
+def _stored_writes(marker: str) -> list[str]:
+    with _database() as db:
+        rows = db.execute("SELECT body FROM reviews_review WHERE body LIKE %s", (marker + " %",)).fetchall()
+    return [body.split()[-1] for (body,) in rows]
+
+
+def _remove_writes(pattern: str) -> None:
+    """Delete the replay's reviews (and their share of the item counters, as review_delete does):
+    a user reviews an item once, so left in place they would turn later runs' creates into 409s."""
+    with _database() as db:
+        db.execute(
+            "WITH gone AS (DELETE FROM reviews_review WHERE body LIKE %s RETURNING item_id, rating) "
+            "UPDATE items_item SET review_count = review_count - g.n, rating_total = rating_total - g.total "
+            "FROM (SELECT item_id, count(*) AS n, sum(rating) AS total FROM gone GROUP BY item_id) AS g "
+            "WHERE items_item.id = g.item_id",
+            (pattern,),
+        )
+
+
+def _check_table(path: Path) -> str | None:
+    """Why the gateway would refuse this table, or None."""
+    from gateway.routes import RouteTableError, load_table
+
+    try:
+        load_table(path, {})
+    except RouteTableError as exc:
+        return str(exc)
     return None
 
 
-def _chart(rows: list[dict[str, float]], events: dict[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    seconds = [r["second"] for r in rows]
-    figure, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
-    axes[0].plot(seconds, [r["requests"] - r["errors"] for r in rows], label="answered")
-    axes[0].plot(seconds, [r["errors"] for r in rows], label="errors / timeouts", color="tab:red")
-    axes[0].set_ylabel("requests / s")
-    axes[0].legend(loc="upper left")
-    axes[1].plot(seconds, [r["error_rate"] * 100 for r in rows], color="tab:red")
-    axes[1].set_ylabel("error rate %")
-    axes[2].plot(seconds, [r["p99_ms"] for r in rows], color="tab:purple")
-    axes[2].axhline(P99_BOUND_MS, color="grey", linestyle=":", label=f"{P99_BOUND_MS:.0f} ms bound")
-    axes[2].set_ylabel("p99 ms")
-    axes[2].set_xlabel("seconds")
-    axes[2].legend(loc="upper left")
-    styles = {
-        "flip-all": ("black", "--"),
-        "candidate breaks": ("tab:red", ":"),
-        "route back": ("tab:green", "--"),
+def run_mode(
+    mode: Mode, timeline: load.Timeline, env: dict[str, str], tokens: list[str], run_id: str
+) -> dict[str, Any]:
+    """One mode on a fresh stack: the load, the probe, then the figures."""
+    table = VAR / f"replay-{mode.key}-routes.toml"
+    if mode.key == "b":
+        shutil.copyfile(SHIPPED_TABLE, table)
+    else:
+        shipped = tomllib.loads(SHIPPED_TABLE.read_text(encoding="utf-8"))
+        table.write_text(to_toml(table_for(mode.key, shipped, timeline)), encoding="utf-8")
+    refused = _check_table(table)
+    if refused:
+        return {
+            "key": mode.key,
+            "title": mode.title,
+            "skipped": f"the gateway refuses its route table: {refused}",
+        }
+    store = redis.Redis.from_url(REDIS_URL)
+    _clear_store(store)
+    ports = {name: free_port() for name in ("legacy", "reviews", "recommendations", "gateway")}
+    env = {
+        **env,
+        "ROUTES_FILE": str(table),
+        "GATEWAY_PORT": str(ports["gateway"]),
+        **{
+            f"{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}"
+            for name in ("legacy", "reviews", "recommendations")
+        },
     }
-    for name, at in events.items():
-        color, style = styles[name]
-        for axis in axes:
-            axis.axvline(at, color=color, linestyle=style)
-        axes[0].annotate(name, (at, axes[0].get_ylim()[1] * 0.92), rotation=90, fontsize=8, ha="right")
-    axes[0].set_title("8 pm spike replay: legacy saturates; flip-all; a candidate breaks; its routes go back")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    legacy_log = VAR / f"replay-{mode.key}-legacy-access.log"
+    legacy_log.unlink(missing_ok=True)
+    commands = {
+        "legacy": [
+            *legacy_command(ports["legacy"], workers=1, threads=2),
+            f"--access-logfile={legacy_log}",
+            f"--access-logformat={LEGACY_LOG_FORMAT}",
+        ],
+        "reviews": [sys.executable, "-m", "services.reviews"],
+        "recommendations": [sys.executable, "-m", "services.recommendations"],
+        "gateway": [sys.executable, "-m", "gateway"],
+    }
+    marker = f"spike-{run_id}-{mode.key}"
+    load_average = os.getloadavg()
+    with ExitStack() as stack:
+        try:
+            started = {
+                name: stack.enter_context(
+                    server_process(
+                        commands[name], env, ports[name], log=VAR / f"replay-{mode.key}-{name}.log"
+                    )
+                )
+                for name in commands
+            }
+        except SystemExit as exc:
+            return {
+                "key": mode.key,
+                "title": mode.title,
+                "skipped": f"{exc} (see var/bench/replay-{mode.key}-*.log)",
+            }
+        gateway = started["gateway"][0]
+        if not tokens:
+            tokens += load.sign_in(gateway, 20)
+        start_at = time.monotonic() + 0.5
+        wall_start = time.time() + 0.5
+        probe = Probe(
+            start_at=start_at,
+            pids={name: pid for name, (_, pid) in started.items()},
+            ports={name: ports[name] for name in ("legacy", "reviews", "recommendations")},
+            metrics_url=f"{gateway}/_gateway/metrics",
+            legacy_log=legacy_log,
+        )
+        flagctl_done: dict[str, float] = {}
+
+        def flip() -> None:
+            def run() -> None:
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "flags.cli",
+                        "flip-all",
+                        "--to",
+                        "candidate",
+                        "--ttl",
+                        "1h",
+                        "--reason",
+                        "incident replay",
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                )
+                flagctl_done["exit_s"] = time.monotonic() - start_at
+
+            threading.Thread(target=run, daemon=True).start()
+
+        events = [(timeline.flip_at_s, "flip-all", flip)] if mode.human_flip else []
+        print(f"[{mode.key}] {mode.title}: stack up, load average {load_average[0]:.2f}", flush=True)
+        probe.start()
+        results, happened, lag = load.run(gateway, tokens, timeline, start_at, mode.key, marker, events)
+        time.sleep(1)  # the last answers, and legacy's log lines for them
+        probe.stop()
+        moves = _audit(store, wall_start)
+    stored = _stored_writes(marker)
+    _remove_writes(marker + " %")
+    return _figures(mode, timeline, results, happened, lag, moves, probe, stored, flagctl_done, load_average)
+
+
+def _figures(
+    mode: Mode,
+    timeline: load.Timeline,
+    results: list[report.Outcome],
+    happened: dict[str, float],
+    lag: list[float],
+    moves: list[dict[str, Any]],
+    probe: Probe,
+    stored: list[str],
+    flagctl: dict[str, float],
+    load_average: tuple[float, float, float],
+) -> dict[str, Any]:
+    spike_from, spike_to = timeline.calm_s, timeline.spike_end_s
+    rows = report.probe_rows(probe.samples)
+    to_candidate = [m for m in moves if m["to"] == "candidate"]
+    if mode.human_flip:
+        human = [m for m in to_candidate if m["actor"] != "autopilot"]
+        event_at = human[0]["t"] if human else happened.get("flip-all")
+    else:
+        auto = [m for m in to_candidate if m["actor"] == "autopilot"]
+        event_at = auto[0]["t"] if auto else None
+    before_to = event_at if event_at is not None else spike_to
+    check = report.writes(results, stored)
+    served_candidate = [
+        o.sent
+        for o in results
+        if o.served_by not in ("", "legacy") and event_at is not None and o.sent >= event_at - 1
+    ]
+    saturated = [
+        line
+        for line in probe.legacy_lines
+        if spike_from + timeline.ramp_s <= line.t < before_to and line.status != 503
+    ]
+    figures = {
+        "key": mode.key,
+        "title": mode.title,
+        "load_average_at_start": [round(value, 2) for value in load_average],
+        "event": {
+            "kind": "flip-all" if mode.human_flip else "autopilot",
+            "command_at_s": round(happened["flip-all"], 2) if "flip-all" in happened else None,
+            "flagctl_exit_at_s": round(flagctl["exit_s"], 2) if "exit_s" in flagctl else None,
+            "in_store_at_s": event_at,
+            "first_candidate_answer_sent_at_s": round(min(served_candidate), 2) if served_candidate else None,
+        },
+        "moves": moves,
+        "spike": report.window(results, spike_from, spike_to),
+        "before": report.window(results, spike_from, before_to),
+        "recovery_s": report.recovery(results, event_at, spike_to) if event_at is not None else None,
+        "after_event": report.after_event(results, rows, probe.legacy_lines, event_at)
+        if event_at is not None
+        else None,
+        "legacy_finished_rps_saturated": round(
+            len(saturated) / max(1e-9, before_to - spike_from - timeline.ramp_s), 1
+        ),
+        "legacy_work": report.legacy_work(results, probe.legacy_lines),
+        "generator_lag_ms_max": round(max(lag, default=0.0), 1),
+        "writes": check,
+        "writes_ok": report.writes_ok(check),
+        "per_second": report.per_second(results, timeline.seconds),
+        "probe": rows,
+    }
+    figures["unsteady_s"] = report.unsteady_seconds(figures)
+    return figures
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="shorter phases")
-    quick = parser.parse_args().quick
-    require(NEEDS)
-    seconds, flip_at, break_at, back_at, ramp, spike = (
-        (50, 14, 32, 36, 6.0, 320.0) if quick else (80, 30, 50, 56, 15.0, 400.0)
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter phases (all three modes in under 3 minutes)"
     )
-    marker = f"spike-{uuid.uuid4().hex[:8]}"
-    admin = redis.Redis.from_url(REDIS_URL)
-    admin.delete("gateway:overrides", "gateway:audit")
-    ports = {name: free_port() for name in ("legacy", "reviews", "recommendations", "gateway")}
+    parser.add_argument("--modes", default="abc", help="which modes to run, e.g. 'bc' (default: abc)")
+    parser.add_argument("--spike", type=float, default=None, help="spike rate in req/s (default 320)")
+    args = parser.parse_args()
+    chosen = [mode for mode in MODES if mode.key in args.modes]
+    if not chosen or set(args.modes) - {mode.key for mode in MODES}:
+        parser.error("--modes takes letters among a, b, c")
+    require(NEEDS)
+    timeline = load.QUICK if args.quick else load.FULL
+    if args.spike:
+        timeline = dataclasses.replace(timeline, spike_rps=args.spike)
+    started = time.monotonic()
+    VAR.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "DATABASE_URL": PG_BENCH_URL,
@@ -224,128 +427,32 @@ def main() -> int:
         "REDIS_URL": REDIS_URL,
         "UNLEASH_URL": "",
         "GATEWAY_WORKERS": "2",
-        "GATEWAY_PORT": str(ports["gateway"]),
-        "LEGACY_URL": f"http://127.0.0.1:{ports['legacy']}",
-        "REVIEWS_URL": f"http://127.0.0.1:{ports['reviews']}",
-        "RECOMMENDATIONS_URL": f"http://127.0.0.1:{ports['recommendations']}",
-        "VAR_DIR": str(ROOT / "var" / "bench"),
+        "VAR_DIR": str(VAR),
     }
     prepare_database(env, signing_keys=True)
-    commands = {
-        "legacy": legacy_command(ports["legacy"], workers=1, threads=2),
-        "reviews": [sys.executable, "-m", "services.reviews"],
-        "recommendations": [sys.executable, "-m", "services.recommendations"],
-        "gateway": [sys.executable, "-m", "gateway"],
-    }
-    with ExitStack() as stack:
-        started = {
-            name: stack.enter_context(server_process(commands[name], env, ports[name])) for name in commands
-        }
-        urls = {name: url for name, (url, _) in started.items()}
-        broken = psutil.Process(started["recommendations"][1])
-        stack.callback(lambda: broken.resume() if broken.is_running() else None)
-        import httpx
-
-        tokens = []
-        for n in range(1, 21):
-            response = httpx.post(
-                f"{urls['gateway']}/api/v1/auth/token",
-                timeout=30,
-                json={"username": f"user{n:05d}", "password": "demo-password"},
-            )
-            tokens.append(response.json()["access_token"])
-        print(f"stack up; {len(tokens)} users signed in; spike {spike:.0f} req/s", flush=True)
-
-        def flagctl(*args: str) -> None:
-            subprocess.Popen(
-                [sys.executable, "-m", "flags.cli", *args, "--reason", "incident replay"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-
-        def route_back() -> None:
-            # Through the admin API (same store and audit trail as flagctl): three flagctl processes
-            # starting at once would steal the 2 cores from the load being measured.
-            token = env.get("GATEWAY_ADMIN_TOKEN", "dev-only-admin-token")
-
-            def send() -> None:
-                for route in ("recommendations.home", "recommendations.similar", "recommendations.recent"):
-                    httpx.post(
-                        f"{urls['gateway']}/_gateway/admin/overrides",
-                        timeout=5,
-                        headers={"Authorization": f"Bearer {token}"},
-                        json={
-                            "route": route,
-                            "backend": "legacy",
-                            "reason": "incident replay: candidate broken",
-                        },
-                    )
-
-            threading.Thread(target=send, daemon=True).start()
-
-        events: list[tuple[float, str, Callable[[], None]]] = [
-            (flip_at, "flip-all", lambda: flagctl("flip-all", "--to", "candidate")),
-            (break_at, "candidate breaks", broken.suspend),  # the recommendations service hangs
-            (back_at, "route back", route_back),
-        ]
-        results, happened = asyncio.run(_load(urls["gateway"], tokens, seconds, ramp, spike, events, marker))
-        time.sleep(1)
-    admin.delete("gateway:overrides", "gateway:audit")
-    rows = _per_second(results, seconds)
-    with psycopg.connect(PG_BENCH_URL.replace("postgres://", "postgresql://", 1)) as db:
-        written = db.execute(
-            "SELECT count(*) FROM reviews_review WHERE body LIKE %s", (marker + "%",)
-        ).fetchone()[0]
-    writes = _writes(results)
-    acknowledged, timed_out = writes["acknowledged_201"], writes["client_timeouts"]
-    flipped = happened["flip-all"]
-    before = [r for r in rows if 3 <= r["second"] < flipped]
-    recovery = _recovery(rows, flipped, until=happened["candidate breaks"])
-    broken_rows = [r for r in rows if happened["candidate breaks"] <= r["second"] < happened["route back"]]
-    recovery_back = _recovery(rows, happened["route back"])
+    _remove_writes("spike-%")  # left by a replay that did not finish
+    run_id = uuid.uuid4().hex[:8]
+    tokens: list[str] = []  # signed in once, on the first stack: the signing key is the same in all
+    modes = [run_mode(mode, timeline, env, tokens, run_id) for mode in chosen]
+    _clear_store(redis.Redis.from_url(REDIS_URL))
     summary = {
         "legacy_capacity": "gunicorn 1 worker x 2 threads",
-        "spike_rps": spike,
-        "flip_at_s": flipped,
-        "before_flip": {
-            "error_rate": sum(r["errors"] for r in before) / max(1, sum(r["requests"] for r in before)),
-            "p99_ms_max": max((r["p99_ms"] for r in before), default=0.0),
-        },
-        "recovery_s": recovery,
-        "candidate_broken": {
-            "at_s": happened["candidate breaks"],
-            "routed_back_at_s": happened["route back"],
-            "error_rate": sum(r["errors"] for r in broken_rows)
-            / max(1, sum(r["requests"] for r in broken_rows)),
-            "recovery_s": recovery_back,
-        },
-        "p99_bound_ms": P99_BOUND_MS,
-        "writes": {**writes, "in_database": written},
-        "per_second": rows,
+        "spike_rps": timeline.spike_rps,
+        "timeline": dataclasses.asdict(timeline),
+        "p99_bound_ms": report.P99_BOUND_MS,
+        "duration_s": round(time.monotonic() - started),
+        "modes": modes,
     }
     write_result("incident_replay", summary)
-    _chart(rows, happened, RESULTS / "incident_replay.png")
-    print(
-        f"before the flip: error rate {summary['before_flip']['error_rate'] * 100:.1f} %, "
-        f"worst p99 {summary['before_flip']['p99_ms_max']:.0f} ms"
-    )
-
-    def seconds_or_not(value: float | None) -> str:
-        return f"{value:.0f} s" if value is not None else "not within the run"
-
-    print(f"recovery after flip-all: {seconds_or_not(recovery)}")
-    print(
-        f"candidate broken: error rate {summary['candidate_broken']['error_rate'] * 100:.1f} %; "
-        f"recovery after routing it back: {seconds_or_not(recovery_back)}"
-    )
-    print(
-        f"writes: {acknowledged} acknowledged (201), {written} in the database, {timed_out} client timeouts "
-        f"of {writes['attempted']} attempted"
-    )
-    print(f"wrote {RESULTS / 'incident_replay.png'}")
-    ok = written >= acknowledged and written - acknowledged <= timed_out
-    return 0 if ok else 1
+    report.chart(modes, timeline, RESULTS / "incident_replay.png")
+    print(report.markdown(modes))
+    for mode in modes:
+        print(report.after_text(mode))
+    print(f"({summary['duration_s']} s in all) wrote {RESULTS / 'incident_replay.png'}")
+    failed = [mode["key"] for mode in modes if "skipped" in mode or not mode["writes_ok"]]
+    if failed:
+        print(f"failed: mode(s) {', '.join(failed)} (not run, or the write check failed)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

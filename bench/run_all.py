@@ -4,9 +4,9 @@
 
 Scenarios (every script in bench/, each runnable alone): proxy overhead vs nginx, legacy vs service
 and gateway vs direct on PostgreSQL, upstream clients, route matching, flag decisions, override
-propagation through Redis and through Unleash, the 8 pm spike replay. Ratios are against baselines
-measured in the same run. Loopback only; bounded in time (--quick: about 3 min on 2 cores).
-Writes bench/results/summary.md.
+propagation through Redis and through Unleash, the 8 pm spike replay in three modes. Ratios are
+against baselines measured in the same run. Loopback only; bounded in time (--quick: about 5 min on
+2 cores, 2.5 of them the spike replay). Writes bench/results/summary.md.
 
 Each script declares what it needs (``NEEDS``: `make bench` depends on `bench-tools` and
 `node-deps` for them) and prepares its database itself; a missing prerequisite fails that
@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._replay_report import autopilot_rounds, markdown
 from bench._support import PG_BENCH_URL, RESULTS
 
 
@@ -188,21 +189,21 @@ def _summary() -> str:
         ]
     incident = _load("incident_replay")
     if incident:
-        writes = incident["writes"]
-        recovery = incident["recovery_s"]
+        timeline = incident["timeline"]
         parts += [
-            "## Incident replay: the 8 pm push spike",
+            "## Incident replay: the 8 pm push spike, three modes",
             "",
-            f"Legacy capacity {incident['legacy_capacity']}; spike {incident['spike_rps']:.0f} req/s; "
-            f"`flagctl flip-all --to candidate` at {incident['flip_at_s']:.0f} s.",
+            f"Legacy capacity {incident['legacy_capacity']}; spike {incident['spike_rps']:.0f} req/s from "
+            f"{timeline['calm_s']:.0f} s to {timeline['spike_end_s']:.0f} s; modes a and b: "
+            f"`flagctl flip-all --to candidate` at {timeline['flip_at_s']:.0f} s; mode c: nobody flips, the "
+            "autopilot moves parity-proven routes. Errors, 503s, timeouts and p99 admitted: requests sent "
+            "from the start of the spike to the move. Recovery: from the move being in the override store "
+            f"until every 1 s window of the next 3 s has < 0.1 % errors and p99 < "
+            f"{incident['p99_bound_ms']:.0f} ms.",
             "",
-            f"- before the flip: error rate {incident['before_flip']['error_rate'] * 100:.1f} %, "
-            f"worst p99 {incident['before_flip']['p99_ms_max']:.0f} ms",
-            f"- recovery (error rate < 0.1 % and p99 < {incident['p99_bound_ms']:.0f} ms for 3 s): "
-            + (f"{recovery:.0f} s after the flip" if recovery is not None else "not within the run"),
-            _broken_line(incident["candidate_broken"]),
-            f"- writes: {writes['acknowledged_201']} acknowledged, {writes['in_database']} in the database, "
-            f"{writes['client_timeouts']} client timeouts, {writes['attempted']} attempted",
+            markdown(incident["modes"]),
+            "",
+            *[_after_line(mode) for mode in incident["modes"] if mode.get("after_event")],
             "",
             "![incident replay](incident_replay.png)",
             "",
@@ -210,13 +211,26 @@ def _summary() -> str:
     return "\n".join(parts)
 
 
-def _broken_line(broken: dict) -> str:
-    recovery = broken["recovery_s"]
+def _after_line(mode: dict) -> str:
+    after, event = mode["after_event"], mode["event"]
+    if event["command_at_s"] is not None:
+        delay = event["in_store_at_s"] - event["command_at_s"]
+        how = f"flagctl wrote the flip {delay:.1f} s after it was run; "
+    else:
+        rounds = autopilot_rounds(mode["moves"])
+        how = (
+            "the autopilot moved the routes at "
+            + ", ".join(f"{t:.1f}" for t in rounds["to_candidate"])
+            + " s and back at "
+            + (", ".join(f"{t:.1f}" for t in rounds["back"]) or "no time")
+            + " s; "
+        )
     return (
-        f"- a candidate breaks (recommendations hangs) at {broken['at_s']:.0f} s: error rate "
-        f"{broken['error_rate'] * 100:.1f} % until its routes go back to legacy "
-        f"at {broken['routed_back_at_s']:.0f} s; "
-        + (f"recovered {recovery:.0f} s later" if recovery is not None else "no recovery within the run")
+        f"- {mode['key']}: {how}after the (first) move legacy still finished "
+        f"{after['legacy_finished_after']} requests ({after['legacy_answered_elsewhere']} shadow copies, "
+        f"{after['legacy_client_already_gone']} for clients that had given up), busy "
+        f"{after['legacy_busy_s_after']} s, the last {after['legacy_last_finish_s']:.1f} s after the move; "
+        f"load average at the start {mode['load_average_at_start'][0]:.2f}"
     )
 
 

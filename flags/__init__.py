@@ -15,7 +15,8 @@ The flag of route ``reviews.list`` is ``route.reviews.list``; enabled means cand
 Nothing here knows about HTTP frameworks or the gateway. ``flagctl`` is the CLI.
 
 Exceptions: ``FlagsConfigError`` (settings), ``OverrideStoreError`` (a store cannot be
-written or read), ``InvalidOverride`` (an override or audit entry with bad values, a
+written or read), ``OverrideConflict`` (a conditional write found the route changed; nothing
+written), ``InvalidOverride`` (an override or audit entry with bad values, a
 ``ValueError`` with ``fields``), ``RoutesFileError`` (the route table cannot be read),
 ``Unsupported`` (internal: a toggle goes to the reference engine). ``decide`` itself never raises.
 """

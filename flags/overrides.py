@@ -12,7 +12,15 @@
   connections and never answers costs a caller half a second, not tens of seconds.
 
 Readers call ``snapshot()``: no I/O, an immutable mapping swapped whole. ``apply()`` and
-``audit()`` do I/O and block: async callers run them in a worker thread.
+``audit()`` do I/O and block: async callers run them in a worker thread. ``apply(…, expected=…)``
+writes only if each named route still holds the override the caller saw (else ``OverrideConflict``
+and nothing is written): the autopilot never overwrites a change a person made meanwhile.
+
+Leases (``hold_lease``/``release_lease``): one holder at a time for a name across every process
+sharing the store, until it stops renewing (the gateway's autopilot decider). Redis: key
+``gateway:lease:<name>`` set with ``NX``-like check-and-set and a ``PX`` expiry in one Lua script;
+file: ``<overrides stem>.<name>.lease`` beside the overrides file (owner and expiry as JSON), read and
+replaced under the same flock. A holder's clock is the machine's (file) or Redis's (Redis).
 
 A stored override or audit line that is not well formed (bad JSON, NaN, a 5 MB reason: see
 ``flags.model``) is skipped with one warning, never fatal: the rest stays readable and
@@ -26,6 +34,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,6 +54,21 @@ HASH_KEY = "gateway:overrides"
 CHANNEL = "gateway:overrides"
 AUDIT_STREAM = "gateway:audit"
 AUDIT_MAX_LEN = 10_000
+LEASE_PREFIX = "gateway:lease:"
+_LEASE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+# Take the lease when it is free or ours (renew), in one step; answer who holds it afterwards.
+_HOLD_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return holder
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 COMMAND_TIMEOUT_SECONDS = 0.5
 EMPTY: Mapping[str, Override] = MappingProxyType({})
 
@@ -56,10 +80,23 @@ class OverrideStoreError(Exception):
     """The store cannot be written (Redis unreachable, file not writable)."""
 
 
+class OverrideConflict(Exception):
+    """``apply(expected=…)``: a route no longer holds the override the caller saw; nothing written."""
+
+
 class OverrideStore(Protocol):
     def snapshot(self) -> Mapping[str, Override]: ...
     def healthy(self) -> bool: ...
-    def apply(self, changes: Sequence[Change], *, actor: str, reason: str) -> list[AuditEntry]: ...
+    def apply(
+        self,
+        changes: Sequence[Change],
+        *,
+        actor: str,
+        reason: str,
+        expected: Mapping[str, Override | None] | None = None,
+    ) -> list[AuditEntry]: ...
+    def hold_lease(self, name: str, owner: str, ttl_seconds: float) -> str: ...
+    def release_lease(self, name: str, owner: str) -> None: ...
     def audit(self, *, since: float | None = None, limit: int = 50) -> list[AuditEntry]: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -98,6 +135,18 @@ def _entry(line: str | None, where: str) -> AuditEntry | None:
     except (ValueError, RecursionError) as exc:  # bad JSON (or too deep), or InvalidOverride
         _skip(f"audit entry ({where})", exc)
         return None
+
+
+def _check_expected(current: Mapping[str, Override], expected: Mapping[str, Override | None] | None) -> None:
+    for route, seen in (expected or {}).items():
+        if current.get(route) != seen:
+            raise OverrideConflict(f"the override of {route[:100]!r} changed since it was read")
+
+
+def _lease_key(name: str) -> str:
+    if not _LEASE_NAME.fullmatch(name):
+        raise ValueError(f"a lease name is lowercase letters, digits, - and _: {name[:64]!r}")
+    return name
 
 
 def _dumps(value: Any) -> str:
@@ -178,12 +227,20 @@ class FileOverrideStore:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def apply(self, changes: Sequence[Change], *, actor: str, reason: str) -> list[AuditEntry]:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        *,
+        actor: str,
+        reason: str,
+        expected: Mapping[str, Override | None] | None = None,
+    ) -> list[AuditEntry]:
         with self._locked():
             try:
                 current = dict(_parse(self._read(), str(self.path)))
             except (OSError, ValueError, RecursionError) as exc:
                 raise OverrideStoreError(f"{self.path} is unreadable, fix or remove it: {exc}") from exc
+            _check_expected(current, expected)
             # Built (and checked) before anything is written: a bad change writes nothing.
             entries = _entries(current, changes, actor, reason)
             for route, after in changes:
@@ -201,6 +258,49 @@ class FileOverrideStore:
                 audit.write(lines)
         self._reload()
         return entries
+
+    def _lease_path(self, name: str) -> Path:
+        return self.path.with_name(f"{self.path.stem}.{_lease_key(name)}.lease")
+
+    def _lease_holder(self, path: Path, now: float) -> str | None:
+        """The owner of an unexpired lease in ``path`` (None: free, expired or unreadable)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            owner, expires_at = data["owner"], data["expires_at"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing or half-written by a crash: free (writes are atomic renames)
+        if not isinstance(owner, str) or not isinstance(expires_at, int | float) or expires_at <= now:
+            return None
+        return owner
+
+    def hold_lease(self, name: str, owner: str, ttl_seconds: float) -> str:
+        """Take the lease ``name`` if it is free or expired, renew it if ``owner`` holds it; returns the
+        holder afterwards (``owner`` when it holds it now)."""
+        path = self._lease_path(name)
+        try:
+            with self._locked():
+                now = time.time()
+                holder = self._lease_holder(path, now)
+                if holder is not None and holder != owner:
+                    return holder
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(
+                    json.dumps({"owner": owner, "expires_at": now + ttl_seconds}), encoding="utf-8"
+                )
+                os.replace(tmp, path)
+                return owner
+        except OSError as exc:
+            raise OverrideStoreError(f"cannot write the lease {path}: {exc}") from exc
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease back if ``owner`` holds it (else nothing)."""
+        path = self._lease_path(name)
+        try:
+            with self._locked():
+                if self._lease_holder(path, time.time()) == owner:
+                    path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OverrideStoreError(f"cannot release the lease {path}: {exc}") from exc
 
     def audit(self, *, since: float | None = None, limit: int = 50) -> list[AuditEntry]:
         try:
@@ -270,7 +370,14 @@ class RedisOverrideStore:
         self._snapshot = _parse(raw, f"Redis hash {HASH_KEY}", text=True)
         self._healthy = True
 
-    def apply(self, changes: Sequence[Change], *, actor: str, reason: str) -> list[AuditEntry]:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        *,
+        actor: str,
+        reason: str,
+        expected: Mapping[str, Override | None] | None = None,
+    ) -> list[AuditEntry]:
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 while True:
@@ -278,6 +385,7 @@ class RedisOverrideStore:
                         pipe.watch(HASH_KEY)  # type: ignore[no-untyped-call]
                         raw = cast(dict[str, str], pipe.hgetall(HASH_KEY))
                         current = _parse(raw, f"Redis hash {HASH_KEY}", text=True)
+                        _check_expected(current, expected)  # under WATCH: a later change redoes this
                         # Built (and checked) before MULTI: a bad change writes nothing.
                         entries = _entries(current, changes, actor, reason)
                         pipe.multi()
@@ -302,6 +410,24 @@ class RedisOverrideStore:
         except redis.RedisError as exc:
             raise OverrideStoreError(f"Redis at {self._where} is not reachable: {exc}") from exc
         return entries
+
+    def hold_lease(self, name: str, owner: str, ttl_seconds: float) -> str:
+        """Take the lease ``name`` if it is free or expired, renew it if ``owner`` holds it; returns the
+        holder afterwards (``owner`` when it holds it now). Expiry is Redis's: no clock skew."""
+        key = LEASE_PREFIX + _lease_key(name)
+        try:
+            holder = self._client.eval(_HOLD_LEASE, 1, key, owner, max(1, int(ttl_seconds * 1000)))
+        except redis.RedisError as exc:
+            raise OverrideStoreError(f"Redis at {self._where} is not reachable: {exc}") from exc
+        return str(holder)
+
+    def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease back if ``owner`` holds it (else nothing)."""
+        key = LEASE_PREFIX + _lease_key(name)
+        try:
+            self._client.eval(_RELEASE_LEASE, 1, key, owner)
+        except redis.RedisError as exc:
+            raise OverrideStoreError(f"Redis at {self._where} is not reachable: {exc}") from exc
 
     def audit(self, *, since: float | None = None, limit: int = 50) -> list[AuditEntry]:
         try:

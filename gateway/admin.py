@@ -10,6 +10,10 @@ Admin endpoints need ``Authorization: Bearer $GATEWAY_ADMIN_TOKEN``:
   within a second of a change)
 * ``GET  /_gateway/admin/shadow``: shadow requests in flight and the last mismatches
 * ``GET  /_gateway/admin/audit?limit=50``: the last changes, newest first
+* ``GET  /_gateway/admin/autopilot``: auto-offload's policy, which worker decides, legacy's shedding,
+  each route's verdict now and the autopilot's last moves (gateway/autopilot.py)
+* ``GET  /_gateway/admin/timeline``: the whole gateway's last 15 minutes per second (requests,
+  errors, p99 per backend; limit and shed per cluster) with every override change as a marker
 
 ``/_gateway/console/`` serves the ops console (static files in ``gateway/console``) that uses this API.
 
@@ -49,9 +53,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flags.model import InvalidOverride, Override, note_problems
 from flags.overrides import Change, OverrideStoreError
+from gateway.autopilot import status as autopilot_status
 from gateway.errors import envelope
 from gateway.routes import RouteTableError
 from gateway.runtime import Runtime
+from gateway.timeline import Timeline, markers
 
 T = TypeVar("T")
 # Well under the console's 2 s poll; a healthy Redis or file answers in milliseconds.
@@ -199,6 +205,7 @@ def _route_rows(rt: Runtime, last: Mapping[str, dict[str, Any]] | None = None) -
                 "breaker": rt.upstreams[route.candidate].breaker.state,
                 "live": live.get(route.id, {}),
                 "shadow_match_rate": rt.shadow.match_rate(route.id),
+                "auto_offload": route.auto_offload,
                 "last_change": last.get(route.id),
             }
         )
@@ -227,6 +234,12 @@ async def admin(request: Request) -> Response:
                 return _invalid(request, {"limit": [f"must be a whole number from 1 to {MAX_AUDIT_LIMIT}"]})
             entries = await _store(request, lambda: rt.flags.overrides.audit(limit=limit))
             return JSONResponse({"entries": [entry.to_json() for entry in reversed(entries)]})
+        if action == "timeline" and request.method == "GET":
+            return JSONResponse(await _timeline(request, rt))
+        if action == "autopilot" and request.method == "GET":
+            trail = await _store(request, lambda: rt.flags.overrides.audit(limit=MAX_AUDIT_LIMIT))
+            autopilot = getattr(request.app.state, "autopilot", None)
+            return JSONResponse(await autopilot_status(rt, autopilot, trail))
         if action == "shadow" and request.method == "GET":
             return JSONResponse({"in_flight": rt.shadow.in_flight, "mismatches": list(rt.shadow.mismatches)})
         if action == "reload" and request.method == "POST":
@@ -241,6 +254,25 @@ async def admin(request: Request) -> Response:
     except OverrideStoreError as exc:
         return _error(503, "store_unavailable", str(exc), request)
     return _error(404, "not_found", f"No admin action {request.method} {request.url.path}.", request)
+
+
+async def _timeline(request: Request, rt: Runtime) -> dict[str, Any]:
+    """The charts' series (other workers' files are read in a thread) and the audit trail's changes
+    in their window as markers. Without the store the series still come, with ``markers_error``."""
+    timeline: Timeline = request.app.state.timeline
+    now = time.time()
+    # This worker's rings are copied here, on the loop that appends to them; the rest in a thread.
+    document = await anyio.to_thread.run_sync(timeline.merged, now, timeline.own(now))
+    document["legacy_cluster"] = rt.table.default_cluster  # whose limit and shed the console charts
+    since = float(document["start"])
+    try:
+        entries = await _store(request, lambda: rt.flags.overrides.audit(since=since, limit=MAX_AUDIT_LIMIT))
+    except OverrideStoreError as exc:
+        document["markers"] = []
+        document["markers_error"] = str(exc)
+    else:
+        document["markers"] = markers(entries, [route.id for route in rt.table.routes])
+    return document
 
 
 def _limit(raw: str) -> int | None:

@@ -3,7 +3,8 @@
 The lifespan owns every resource: the route table, one upstream pool + breaker + bulkhead per
 cluster, the flags (stores and providers, started here: after uvicorn forks its workers), the
 JWKS client and its refresh task, the access log's flush task and the task that publishes this
-worker's figures for the others (metrics in flight, live stats) every second.
+worker's figures for the others (metrics in flight, live stats) every second, and the autopilot's
+loop (gateway/autopilot.py: auto-offload, decided by the worker holding the override store's lease).
 
 A WebSocket upgrade is refused with a 400 envelope: no route proxies WebSockets today.
 """
@@ -23,6 +24,7 @@ from flags import build_flags, load_flags_settings
 from gateway.accesslog import AccessLog
 from gateway.admin import admin_app
 from gateway.auth import Jwks, TokenVerifier
+from gateway.autopilot import Autopilot
 from gateway.errors import envelope
 from gateway.live import LiveStats
 from gateway.metrics import Metrics
@@ -32,6 +34,7 @@ from gateway.routes import RouteTableError, load_table
 from gateway.runtime import Routing, Runtime, build_upstreams
 from gateway.settings import GatewaySettings, load_settings
 from gateway.shadow import Shadow
+from gateway.timeline import Timeline
 
 logger = logging.getLogger("gateway")
 PUBLISH_SECONDS = 1.0
@@ -46,6 +49,9 @@ class GatewayApp:
         self._jwks_task: asyncio.Task[None] | None = None
         self._log_task: asyncio.Task[None] | None = None
         self._publish_task: asyncio.Task[None] | None = None
+        self.autopilot: Autopilot | None = None
+        self._autopilot_task: asyncio.Task[None] | None = None
+        self._timeline_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -91,13 +97,33 @@ class GatewayApp:
         self.admin.state.runtime = self.runtime
         self._log_task = asyncio.create_task(self.runtime.access_log.run())
         self._publish_task = asyncio.create_task(self._publish(self.runtime))
+        # Auto-offload: every worker runs the loop; the one holding the store's lease decides.
+        self.autopilot = Autopilot(self.runtime)
+        self.runtime.shadow.on_result = self.autopilot.record_shadow  # its parity evidence
+        self.admin.state.autopilot = self.autopilot
+        self._autopilot_task = asyncio.create_task(self.autopilot.run())
+        # The console's charts: fed once a second from the live figures, never on the request path.
+        runtime, timeline = self.runtime, Timeline(settings.live_dir)
+        self.admin.state.timeline = timeline
+        self._timeline_task = asyncio.create_task(
+            timeline.run(
+                runtime.live,
+                lambda: {n: u.limiter.limit for n, u in runtime.upstreams.items() if u.limiter is not None},
+            )
+        )
 
     async def shutdown(self) -> None:
-        for task in (self._jwks_task, self._log_task, self._publish_task):
+        for task in (self._jwks_task, self._log_task, self._publish_task, self._timeline_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._autopilot_task is not None:
+            self._autopilot_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._autopilot_task
+        if self.autopilot is not None:
+            await self.autopilot.stop()  # the lease back now: another worker decides at its next tick
         if self.runtime is not None:
             await self.runtime.shadow.close()
             self.runtime.flags.stop()
@@ -126,6 +152,9 @@ class GatewayApp:
             await asyncio.sleep(PUBLISH_SECONDS)
             try:
                 runtime.metrics.publish()
+                limits = {n: u.limiter for n, u in runtime.upstreams.items() if u.limiter is not None}
+                runtime.metrics.publish_limits(limits)
+                runtime.live.set_limits({name: limiter.limit for name, limiter in limits.items()})
                 runtime.metrics.forget_dead_workers()
                 runtime.live.publish()
             except OSError as exc:  # a full disk must not stop the gateway; the figures just age

@@ -4,7 +4,8 @@ Request: hop-by-hop headers (RFC 9110 §7.6.1), including every header the clien
 ``Connection``, never go upstream; neither do the client's credentials (the identity assertion
 replaces them), what the gateway sets itself, and anything a client could use to spoof who or
 where it is (``X-User-*``, ``X-Identity-*``, ``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``,
-and the URL-override headers some frameworks honour).
+and the URL-override headers some frameworks honour), nor ``X-Request-Deadline``: the gateway
+sets and signs the deadline itself, and a client must not be able to extend it.
 Response: hop-by-hop headers and what the gateway sets itself are replaced.
 """
 
@@ -32,6 +33,7 @@ DROP_REQUEST = HOP_BY_HOP | {
     b"authorization",
     b"content-length",
     b"x-request-id",
+    b"x-request-deadline",
     b"expect",
     b"x-force-backend",
     b"x-gateway-admin-token",

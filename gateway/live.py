@@ -7,7 +7,8 @@ within a quarter of the true value). Recording costs a dict lookup and a bisect.
 With several workers each one ``publish``-es its last minute to ``<dir>/live-<pid>.json`` every
 second (written to a temporary file, then renamed), and ``snapshot`` sums the files of every
 worker seen in the last minute with this process's own figures: whichever worker answers the
-admin API, the console shows the whole gateway.
+admin API, the console shows the whole gateway. Each file also carries the worker's shed counts per
+cluster and its shadow results per route over ``PARITY_WINDOW_SECONDS`` (the autopilot's evidence).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from typing import Any
 
 WINDOW_SECONDS = 60
 LIVE_DIR_ENV = "GATEWAY_LIVE_DIR"  # set by ``python -m gateway`` for its workers
+# Shadow results per route (match | mismatch | error) for the autopilot's parity evidence: a longer
+# window than the rest (enough samples on a quiet route), in 10 s buckets to keep the files small.
+PARITY_WINDOW_SECONDS = 300
+PARITY_BUCKET_SECONDS = 10
+_SHADOW_COLUMNS = {"match": 1, "mismatch": 2, "error": 3}
 # 0.5 ms … ~60 s, each bound 25 % above the previous one.
 BOUNDS: tuple[float, ...] = tuple(0.0005 * 1.25**i for i in range(53))
 
@@ -40,6 +46,69 @@ class LiveStats:
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
         self._series: dict[tuple[str, str], deque[_Bucket]] = {}
+        # Per cluster: [second, requests shed] pairs, and the adaptive limit as last published.
+        self._shed: dict[str, deque[list[int]]] = {}
+        self._limits: dict[str, float] = {}
+        # Per route: [bucket start, matches, mismatches, errors] of the shadow comparisons.
+        self._shadow: dict[str, deque[list[int]]] = {}
+
+    def record_shadow(self, route: str, result: str) -> None:
+        """One shadow comparison's result (``Shadow`` calls this); ``dropped`` proves nothing."""
+        column = _SHADOW_COLUMNS.get(result)
+        if column is None:
+            return
+        start = int(time.time()) // PARITY_BUCKET_SECONDS * PARITY_BUCKET_SECONDS
+        series = self._shadow.get(route)
+        if series is None:
+            series = self._shadow[route] = deque(maxlen=PARITY_WINDOW_SECONDS // PARITY_BUCKET_SECONDS)
+        if not series or series[-1][0] != start:
+            series.append([start, 0, 0, 0])
+        series[-1][column] += 1
+
+    def _own_shadow(self, horizon: int) -> dict[str, list[list[int]]]:
+        return {route: [row for row in rows if row[0] > horizon] for route, rows in self._shadow.items()}
+
+    def decider_figures(self) -> dict[str, Any]:
+        """This worker's shed counts and shadow results, copied on the loop that records them, for
+        ``clusters`` and ``shadow_results`` to sum with the other workers' files in a thread."""
+        now = int(time.time())
+        return {
+            "clusters": self._own_clusters(now - WINDOW_SECONDS),
+            "shadow": self._own_shadow(now - PARITY_WINDOW_SECONDS),
+        }
+
+    def shadow_results(
+        self, seconds: int = PARITY_WINDOW_SECONDS, own: dict[str, Any] | None = None
+    ) -> dict[str, dict[str, int]]:
+        """route → {match, mismatch, error} over about the last ``seconds`` (whole 10 s buckets),
+        summed over every worker: the parity evidence the autopilot weighs. With ``own``
+        (``decider_figures``) it reads only files: safe in a thread."""
+        horizon = int(time.time()) - seconds
+        result: dict[str, dict[str, int]] = {}
+        own = own or {"shadow": self._own_shadow(horizon)}
+        for document in self._workers(int(time.time()) - WINDOW_SECONDS, own):
+            shadow = document.get("shadow")
+            for route, rows in (shadow if isinstance(shadow, dict) else {}).items():
+                total = result.setdefault(route, {"match": 0, "mismatch": 0, "error": 0})
+                for start, matches, mismatches, errors in rows:
+                    if start > horizon:
+                        total["match"] += matches
+                        total["mismatch"] += mismatches
+                        total["error"] += errors
+        return result
+
+    def record_shed(self, cluster: str) -> None:
+        now = int(time.time())
+        series = self._shed.get(cluster)
+        if series is None:
+            series = self._shed[cluster] = deque(maxlen=WINDOW_SECONDS)
+        if not series or series[-1][0] != now:
+            series.append([now, 0])
+        series[-1][1] += 1
+
+    def set_limits(self, limits: dict[str, float]) -> None:
+        """This worker's adaptive limits, published with its next ``publish``."""
+        self._limits = dict(limits)
 
     def record(self, route: str, backend: str, status: int, seconds: float) -> None:
         now = int(time.time())
@@ -54,6 +123,36 @@ class LiveStats:
         index = bisect.bisect_left(BOUNDS, seconds)
         bucket.latencies[index] = bucket.latencies.get(index, 0) + 1
 
+    def per_second(
+        self, after: int, until: int
+    ) -> tuple[dict[str, dict[int, tuple[int, int, float]]], dict[str, dict[int, int]]]:
+        """This worker's seconds in (``after``, ``until``], all routes together: backend → second →
+        (requests, errors, p99 in seconds), and cluster → second → requests shed. What the
+        timeline (gateway/timeline.py) takes once a second; nothing on the request path."""
+        merged: dict[str, dict[int, _Bucket]] = {}
+        for (_, backend), series in self._series.items():
+            seconds = merged.setdefault(backend, {})
+            for bucket in series:
+                if after < bucket.second <= until:
+                    total = seconds.setdefault(bucket.second, _Bucket(second=bucket.second))
+                    total.requests += bucket.requests
+                    total.errors += bucket.errors
+                    for index, count in bucket.latencies.items():
+                        total.latencies[index] = total.latencies.get(index, 0) + count
+        backends = {
+            backend: {
+                second: (b.requests, b.errors, _quantile(b.latencies, b.requests, 0.99))
+                for second, b in seconds.items()
+            }
+            for backend, seconds in merged.items()
+            if seconds
+        }
+        shed = {
+            name: {second: count for second, count in rows if after < second <= until}
+            for name, rows in self._shed.items()
+        }
+        return backends, shed
+
     def _own(self, horizon: int) -> dict[str, list[list[Any]]]:
         """This process's buckets newer than ``horizon``, as JSON-ready rows per "route backend"."""
         return {
@@ -63,6 +162,10 @@ class LiveStats:
             for (route, backend), series in self._series.items()
         }
 
+    def _own_clusters(self, horizon: int) -> dict[str, Any]:
+        shed = {name: [row for row in rows if row[0] > horizon] for name, rows in self._shed.items()}
+        return {"shed": shed, "limits": self._limits}
+
     def publish(self) -> None:
         """Write this worker's last minute for the others (no-op with a single process)."""
         if self.directory is None:
@@ -70,7 +173,9 @@ class LiveStats:
         horizon = int(time.time()) - WINDOW_SECONDS
         path = self.directory / f"live-{os.getpid()}.json"
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"series": self._own(horizon)}), encoding="utf-8")
+        document = {"series": self._own(horizon), "clusters": self._own_clusters(horizon)}
+        document["shadow"] = self._own_shadow(int(time.time()) - PARITY_WINDOW_SECONDS)
+        tmp.write_text(json.dumps(document), encoding="utf-8")
         os.replace(tmp, path)
 
     def forget(self) -> None:
@@ -79,9 +184,9 @@ class LiveStats:
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / f"live-{os.getpid()}.json").unlink()
 
-    def _workers(self, horizon: int) -> list[dict[str, list[list[Any]]]]:
-        """Every worker's rows: this process from memory, the others from their files."""
-        workers = [self._own(horizon)]
+    def _workers(self, horizon: int, mine: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every worker's document: this process from memory (or ``mine``), the others from their files."""
+        workers = [mine or {"series": self._own(horizon), "clusters": self._own_clusters(horizon)}]
         if self.directory is None:
             return workers
         own = f"live-{os.getpid()}.json"
@@ -91,8 +196,10 @@ class LiveStats:
             try:
                 if path.stat().st_mtime < horizon:
                     continue  # a worker that stopped more than a minute ago
-                workers.append(json.loads(path.read_text(encoding="utf-8"))["series"])
-            except (OSError, ValueError, KeyError):
+                document = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(document.get("series"), dict):
+                    workers.append(document)
+            except (OSError, ValueError, AttributeError):
                 continue  # being replaced or half-written: the next poll reads it
         return workers
 
@@ -101,8 +208,8 @@ class LiveStats:
         summed over every worker (each worker's file is read once)."""
         horizon = int(time.time()) - WINDOW_SECONDS
         totals: dict[tuple[str, str], dict[str, Any]] = {}
-        for series in self._workers(horizon):
-            for key, rows in series.items():
+        for document in self._workers(horizon):
+            for key, rows in document["series"].items():
                 route, _, backend = key.partition(" ")
                 rows = [row for row in rows if row[0] > horizon]
                 if not rows:
@@ -126,6 +233,32 @@ class LiveStats:
                     "p99_ms": round(_quantile(total["hist"], total["requests"], 0.99) * 1000, 2),
                     "workers": total["workers"],
                 }
+        return result
+
+    def clusters(self, seconds: int = 10, own: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+        """cluster → {limit (summed over workers), shed (over the last ``seconds``, all workers),
+        shed_seconds (how many of those seconds shed anything), last_shed (the newest second that
+        shed, within the minute kept; absent if none)}: what the console and the
+        autopilot read to tell whether a cluster is being protected right now. With ``own``
+        (``decider_figures``) it reads only files: safe in a thread."""
+        now = int(time.time())
+        horizon = now - seconds
+        result: dict[str, dict[str, float]] = {}
+        shed_at: dict[str, set[int]] = {}
+        for document in self._workers(now - WINDOW_SECONDS, own):
+            figures = document.get("clusters") or {}
+            for name, limit in (figures.get("limits") or {}).items():
+                entry = result.setdefault(name, {"limit": 0.0, "shed": 0, "shed_seconds": 0})
+                entry["limit"] += float(limit)
+            for name, rows in (figures.get("shed") or {}).items():
+                entry = result.setdefault(name, {"limit": 0.0, "shed": 0, "shed_seconds": 0})
+                for second, count in rows:
+                    entry["last_shed"] = max(entry.get("last_shed", 0), second)  # for the cool-down
+                    if second > horizon:
+                        entry["shed"] += count
+                        shed_at.setdefault(name, set()).add(second)
+        for name, seconds_shedding in shed_at.items():
+            result[name]["shed_seconds"] = len(seconds_shedding)
         return result
 
 

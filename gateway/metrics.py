@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,10 @@ class Metrics:
     rejected: Counter
     shadow: Counter
     in_flight: Gauge
+    shed: Counter
+    limit: Gauge
+    limit_in_flight: Gauge
+    limit_queued: Gauge
     _children: dict[tuple[int, tuple[str, ...]], Any] = field(default_factory=dict)
     # Requests in flight: a plain counter the gauge reads at scrape time (no lock per request).
     _in_flight: list[int] = field(default_factory=lambda: [0])
@@ -79,6 +84,13 @@ class Metrics:
         """Copy per-process figures kept without locks into the shared files (called every second)."""
         if multiprocess_dir() is not None:
             self.in_flight.set(self._in_flight[0])
+
+    def publish_limits(self, limits: Mapping[str, Any]) -> None:
+        """Each cluster's limiter (name → ``AdaptiveLimit``) as gauges; called every second."""
+        for name, limiter in limits.items():
+            self.child(self.limit, name).set(int(limiter.limit))
+            self.child(self.limit_in_flight, name).set(limiter.in_flight)
+            self.child(self.limit_queued, name).set(limiter.queued)
 
     def exposition(self) -> bytes:
         """The text a scrape returns: every worker's values summed when there are several."""
@@ -183,5 +195,32 @@ class Metrics:
                 "Requests refused before forwarding",
                 ["reason"],
                 registry=registry,
+            ),
+            shed=Counter(
+                "gateway_shed_total",
+                "Requests shed by a cluster's adaptive concurrency limit (503 overloaded)",
+                ["cluster", "route"],
+                registry=registry,
+            ),
+            limit=Gauge(
+                "gateway_concurrency_limit",
+                "A cluster's adaptive concurrency limit, summed over the live workers",
+                ["cluster"],
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+            limit_in_flight=Gauge(
+                "gateway_concurrency_in_flight",
+                "Requests admitted by a cluster's limit and not yet answered, all workers",
+                ["cluster"],
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+            limit_queued=Gauge(
+                "gateway_concurrency_queued",
+                "Requests waiting for a cluster's limit, all workers",
+                ["cluster"],
+                registry=registry,
+                multiprocess_mode="livesum",
             ),
         )

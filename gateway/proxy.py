@@ -6,6 +6,8 @@ forward (breaker, bulkhead) → fallback to legacy when allowed → stream the a
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import json
 import random
@@ -30,6 +32,7 @@ from gateway.errors import (
     envelope,
 )
 from gateway.headers import request_headers, response_headers
+from gateway.limiter import AdaptiveLimit
 from gateway.routes import Route, unsafe_path
 from gateway.runtime import Routing, Runtime, Upstream
 from gateway.shadow import append_capture, capture_line
@@ -114,19 +117,32 @@ async def _forward(
     body: bytes,
     route: Route | None,
 ) -> UpstreamResponse:
-    """Send the request to one cluster through its bulkhead and breaker.
+    """Send the request to one cluster through its bulkhead, adaptive limit and breaker.
 
     A failure before the response headers is the breaker's verdict here; a response's verdict
-    is given by the caller once its body has been relayed (a body can still fail).
+    is given by the caller once its body has been relayed (a body can still fail). The limiter
+    gets the time to the response headers as its sample.
     """
     if not upstream.bulkhead.try_enter():
         raise Overloaded(upstream.cluster.name)
-    cluster = upstream.cluster
+    cluster, limiter = upstream.cluster, upstream.limiter
+    if limiter is not None and not limiter.try_acquire():
+        try:
+            admitted = await _queue(rt, upstream, limiter, route)
+        except BaseException:
+            upstream.bulkhead.leave()
+            raise
+        if not admitted:
+            upstream.bulkhead.leave()
+            raise Overloaded(cluster.name)
+    sample: float | None = None  # time to the response headers, for the limiter
+    dropped = False
+    started = time.perf_counter()
     try:
         if not upstream.breaker.allow():
             raise CircuitOpen(cluster.name)
         try:
-            return await upstream.pool.request(
+            response = await upstream.pool.request(
                 method,
                 target,
                 headers,
@@ -137,6 +153,8 @@ async def _forward(
                 read_timeout=(route.read_timeout if route and route.read_timeout else cluster.read_timeout),
             )
         except UpstreamError as exc:
+            if isinstance(exc, UpstreamTimeout):  # the backend is too slow: congestion
+                sample, dropped = time.perf_counter() - started, True
             # Only a refused or reset connect counts as a connect failure: a backend that closes
             # the connection after reading a request may have been crashed by that request.
             connect_failure = isinstance(exc, UpstreamConnectError) and exc.stage == "connect"
@@ -146,8 +164,22 @@ async def _forward(
         except BaseException:
             upstream.breaker.abandon()  # cancelled: no verdict, and the probe slot must not leak
             raise
+        sample, dropped = time.perf_counter() - started, response.status >= 500
+        return response
     finally:
         upstream.bulkhead.leave()
+        if limiter is not None:
+            limiter.release(sample, dropped=dropped)
+
+
+async def _queue(rt: Runtime, upstream: Upstream, limiter: AdaptiveLimit, route: Route | None) -> bool:
+    """Wait briefly for the limiter; on False the request is shed (counted per cluster and route)."""
+    if await limiter.acquire():
+        return True
+    name = upstream.cluster.name
+    rt.metrics.child(rt.metrics.shed, name, route.id if route else "unmatched").inc()
+    rt.live.record_shed(name)
+    return False
 
 
 def _upstream_headers(
@@ -159,12 +191,21 @@ def _upstream_headers(
     query: bytes,
     body: bytes,
     secret: str,
+    route: Route | None,
+    upstream: Upstream,
 ) -> list[tuple[bytes, bytes]]:
     forwarded = request_headers(scope["headers"])
     client = scope.get("client")
     if client:
         forwarded.append((b"x-forwarded-for", client[0].encode()))
     forwarded.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
+    # The deadline: the latest moment the gateway may still be waiting for the response head (a pool
+    # slot or connect, then the read timeout), in Unix ms. Signed, so nobody on the way can extend it;
+    # a backend that only gets to the request later skips it (docs/identity.md).
+    cluster = upstream.cluster
+    wait = (route.connect_timeout if route and route.connect_timeout else cluster.connect_timeout) + (
+        route.read_timeout if route and route.read_timeout else cluster.read_timeout
+    )
     # v2 binds the raw query and the exact body forwarded, so a captured assertion fits no other request.
     assertion = identity.sign(
         secret,
@@ -175,6 +216,7 @@ def _upstream_headers(
         user_id=principal.user_id if principal else "",
         scopes=principal.scopes if principal else "",
         request_id=request_id.decode(),
+        deadline=int((time.time() + wait) * 1000),
     )
     forwarded += [(name.encode(), value.encode()) for name, value in assertion.items()]
     return forwarded
@@ -229,11 +271,15 @@ def _after_response(
     if route.shadow_rate and primary is not None and method in SAFE_METHODS and sample < route.shadow_rate:
         default = routing.table.default_cluster
         other = routing.upstreams[route.candidate if cluster == default else default]
-        if not other.breaker.is_open():  # never load a backend its breaker protects
+        # Never load a backend its breaker or its limiter protects: a shadow takes a free slot of
+        # the other side's limit or is not sent (it never queues, and never sheds a real request).
+        limiter = other.limiter
+        if not other.breaker.is_open() and (limiter is None or limiter.try_acquire()):
             work = rt.shadow.compare(
                 rt.metrics, route.id, other.pool, request, primary, cluster, other.cluster.name
             )
-            rt.shadow.submit(rt.metrics, route.id, work)
+            on_done = functools.partial(limiter.release, None) if limiter is not None else None
+            rt.shadow.submit(rt.metrics, route.id, work, on_done)
     if route.capture_rate and rt.settings.capture_file and sample < route.capture_rate:
         path, _, query = target.partition(b"?")
         line = capture_line(route.id, method, path, query, principal.user_id if principal else None)
@@ -268,15 +314,18 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         backend, forced = _choose_backend(rt, routing, route, principal, headers, scope)
         cluster = route.candidate if route is not None and backend == "candidate" else table.default_cluster
         query: bytes = scope.get("query_string", b"")
+        # Signed per upstream: the deadline in the assertion follows that upstream's timeouts.
+        secret = rt.settings.identity_secret
+        headers_for = functools.partial(
+            _upstream_headers, scope, request_id, principal, method, raw_path, query, body, secret, route
+        )
+        upstream = routing.upstreams[cluster]
         try:
-            upstream_headers = _upstream_headers(
-                scope, request_id, principal, method, raw_path, query, body, rt.settings.identity_secret
-            )
+            upstream_headers = headers_for(upstream)
         except identity.IdentityError:
             raise Reject(400, "bad_request", "The request cannot be forwarded as sent.") from None
         target = raw_path + b"?" + query if query else raw_path
         rt.retry_budget.earn()
-        upstream = routing.upstreams[cluster]
         try:
             response = await _forward(rt, upstream, method, target, upstream_headers, body, route)
         except GatewayError:
@@ -288,6 +337,7 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
             rt.metrics.child(rt.metrics.fallbacks, route.id).inc()  # type: ignore[union-attr]
             backend, cluster = "legacy", table.default_cluster
             upstream = routing.upstreams[cluster]
+            upstream_headers = headers_for(upstream)  # a fresh deadline for legacy
             response = await _forward(rt, upstream, method, target, upstream_headers, body, route)
         status = response.status
         shadowing = route is not None and route.shadow_rate > 0 and not forced
@@ -300,10 +350,13 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         status = reject.status
         rt.metrics.child(rt.metrics.rejected, reject.code).inc()
         await _send_error(send, reject, request_id)
-    except (CircuitOpen, Overloaded) as exc:
+    except Overloaded:
         status = 503
-        what = "is overloaded" if isinstance(exc, Overloaded) else "is failing (circuit open)"
-        message = f"The backend {what}; retry shortly."
+        message = "The backend is overloaded; retry shortly."
+        await _send_error(send, Reject(503, "overloaded", message, [(b"retry-after", b"1")]), request_id)
+    except CircuitOpen:
+        status = 503
+        message = "The backend is failing (circuit open); retry shortly."
         await _send_error(send, Reject(503, "unavailable", message, [(b"retry-after", b"1")]), request_id)
     except UpstreamTimeout:
         status = 504
@@ -317,6 +370,11 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         # The client already has the status line: all we can do is end without completing the
         # response, which makes the server drop the connection (the client sees a short body).
         status = 502
+    except asyncio.CancelledError:
+        # The client closed its connection before the answer was complete (gateway/server.py cancels
+        # the exchange): nginx's 499 "client closed request", whatever the backend would have said.
+        status = 499
+        raise
     finally:
         rt.metrics.request_finished()
         elapsed = time.perf_counter() - started

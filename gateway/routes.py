@@ -11,6 +11,7 @@ read the same file (``flags.routes_file``). A route's flag is always ``route.<ro
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -19,9 +20,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.autopilot import AutopilotConfigError, AutopilotPolicy
+from gateway.limiter import LimitConfigError, LimitPolicy
+
 AUTH_MODES = ("none", "optional", "required")
 ROUTE_KEYS = frozenset(
-    {"id", "methods", "path", "candidate", "auth", "connect_timeout", "read_timeout", "shadow", "capture"}
+    {
+        "id",
+        "methods",
+        "path",
+        "candidate",
+        "auth",
+        "connect_timeout",
+        "read_timeout",
+        "shadow",
+        "capture",
+        "auto_offload",
+    }
+)
+CLUSTER_KEYS = frozenset(
+    {"url", "max_in_flight", "max_connections", "connect_timeout", "read_timeout", "limiter"}
 )
 _UNSAFE = re.compile(rb"%2[eEfF]|%5[cC]|%00|\\")
 _PARAM = re.compile(r"\{[a-z_][a-z0-9_]*\}")
@@ -41,6 +59,8 @@ class Cluster:
     max_connections: int
     connect_timeout: float
     read_timeout: float
+    # The adaptive concurrency limit (gateway/limiter.py), or None: only the static bulkhead.
+    limit: LimitPolicy | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -56,6 +76,8 @@ class Route:
     shadow_rate: float = 0.0
     # Share of requests written to the capture file (method, path, query, persona; never secrets).
     capture_rate: float = 0.0
+    # The autopilot may move it to its candidate while legacy sheds (gateway/autopilot.py).
+    auto_offload: bool = False
 
 
 @dataclass(slots=True)
@@ -80,6 +102,8 @@ class RouteTable:
     default_cluster: str
     default_auth: str
     _root: _Node
+    # The ``[autopilot]`` table (gateway/autopilot.py), or None when the file has none.
+    autopilot: AutopilotPolicy | None = None
 
     def match(self, method: str, path: str) -> Route | None:
         segments = path.split("/")[1:]
@@ -110,16 +134,46 @@ def _cluster(name: str, raw: Mapping[str, Any], urls: Mapping[str, str]) -> Clus
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise RouteTableError(f"cluster {name}: url must be http://host:port, got {url!r}")
+    unknown = set(raw) - CLUSTER_KEYS
+    if unknown:
+        raise RouteTableError(f"cluster {name}: unknown key(s) {', '.join(sorted(unknown))}")
+    numbers = {
+        "max_in_flight": raw.get("max_in_flight", 512),
+        "max_connections": raw.get("max_connections", 64),
+        "connect_timeout": raw.get("connect_timeout", 1.0),
+        "read_timeout": raw.get("read_timeout", 15.0),
+    }
+    for key, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+            raise RouteTableError(f"cluster {name}: {key} must be a positive number, got {value!r}")
     return Cluster(
         name=name,
         url=url,
         host=parts.hostname,
         port=parts.port or 80,
-        max_in_flight=int(raw.get("max_in_flight", 512)),
-        max_connections=int(raw.get("max_connections", 64)),
-        connect_timeout=float(raw.get("connect_timeout", 1.0)),
-        read_timeout=float(raw.get("read_timeout", 15.0)),
+        max_in_flight=int(numbers["max_in_flight"]),
+        max_connections=int(numbers["max_connections"]),
+        connect_timeout=float(numbers["connect_timeout"]),
+        read_timeout=float(numbers["read_timeout"]),
+        limit=_limit(name, raw.get("limiter")),
     )
+
+
+def _limit(cluster: str, raw: Any) -> LimitPolicy | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise RouteTableError(
+            f"cluster {cluster}: limiter must be a table, e.g. limiter = {{enabled = true}}"
+        )
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise RouteTableError(f"cluster {cluster}: limiter.enabled must be true or false")
+    try:
+        policy = LimitPolicy.from_table(dict(raw), f"cluster {cluster}")
+    except LimitConfigError as exc:
+        raise RouteTableError(str(exc)) from None
+    return policy if enabled else None
 
 
 def _route(raw: Mapping[str, Any], clusters: Mapping[str, Cluster], default_auth: str) -> Route:
@@ -146,6 +200,15 @@ def _route(raw: Mapping[str, Any], clusters: Mapping[str, Cluster], default_auth
     }
     if not all(0.0 <= rate <= 1.0 for rate in rates.values()):
         raise RouteTableError(f"route {route_id}: sample_rate must be between 0 and 1")
+    auto_offload = raw.get("auto_offload", False)
+    if not isinstance(auto_offload, bool):
+        raise RouteTableError(f"route {route_id}: auto_offload must be true or false")
+    if auto_offload and not (rates["shadow"] > 0 and methods <= {"GET", "HEAD"}):
+        # Parity evidence comes from shadowed reads only: a write would move unproven.
+        raise RouteTableError(
+            f"route {route_id}: auto_offload needs parity evidence: only GET/HEAD methods and "
+            "shadow = {sample_rate = …} above 0"
+        )
     return Route(
         id=route_id,
         methods=methods,
@@ -156,6 +219,7 @@ def _route(raw: Mapping[str, Any], clusters: Mapping[str, Cluster], default_auth
         read_timeout=raw.get("read_timeout"),
         shadow_rate=rates["shadow"],
         capture_rate=rates["capture"],
+        auto_offload=auto_offload,
     )
 
 
@@ -170,6 +234,13 @@ def build_table(document: Mapping[str, Any], cluster_urls: Mapping[str, str]) ->
     if default_auth not in AUTH_MODES:
         raise RouteTableError(f"default_auth must be one of {AUTH_MODES}")
     routes = tuple(_route(raw, clusters, default_auth) for raw in document.get("routes") or [])
+    autopilot = _autopilot(document.get("autopilot"))
+    if autopilot is not None and autopilot.enabled and clusters[default_cluster].limit is None:
+        # It acts when that limiter sheds: without one it would never act, and say nothing.
+        raise RouteTableError(
+            f"[autopilot] enabled needs a limiter on the default cluster {default_cluster} "
+            "(it moves routes while that limiter sheds)"
+        )
     root = _Node()
     seen: set[str] = set()
     for route in routes:
@@ -195,7 +266,19 @@ def build_table(document: Mapping[str, Any], cluster_urls: Mapping[str, str]) ->
         default_cluster=default_cluster,
         default_auth=default_auth,
         _root=root,
+        autopilot=autopilot,
     )
+
+
+def _autopilot(raw: Any) -> AutopilotPolicy | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise RouteTableError("[autopilot] must be a table, e.g. [autopilot] enabled = false")
+    try:
+        return AutopilotPolicy.from_table(raw)
+    except AutopilotConfigError as exc:
+        raise RouteTableError(str(exc)) from None
 
 
 def load_table(path: Path, cluster_urls: Mapping[str, str]) -> RouteTable:

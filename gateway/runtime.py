@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from flags import Flags
 from gateway.accesslog import AccessLog
 from gateway.auth import TokenVerifier
+from gateway.limiter import AdaptiveLimit
 from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker, RetryBudget
@@ -36,6 +37,7 @@ class Upstream:
     pool: Pool
     breaker: CircuitBreaker
     bulkhead: Bulkhead
+    limiter: AdaptiveLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ def upstream(cluster: Cluster, metrics: Metrics) -> Upstream:
         pool=Pool(cluster.host, cluster.port, max_connections=cluster.max_connections),
         breaker=CircuitBreaker(on_change=lambda state: gauge.set(STATE_VALUES[state])),
         bulkhead=Bulkhead(cluster.max_in_flight),
+        limiter=AdaptiveLimit(cluster.limit) if cluster.limit is not None else None,
     )
 
 

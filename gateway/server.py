@@ -23,23 +23,32 @@ connection is closed; nothing refused is ever forwarded:
 - a connection beyond ``max_connections`` per worker → 503 ``unavailable`` with ``Retry-After: 1``
   written at once, then closed (see ``GatewayHttpProtocol.connection_made`` for why)
 - a request the parser cannot read → 400 ``bad_request`` (uvicorn's plain-text 400, in the envelope)
+
+A client that closes its connection before its answer is complete gets no more work: the request's
+ASGI task is cancelled (``GatewayHttpProtocol.connection_lost``), which abandons the upstream exchange
+(the upstream connection is closed, never reused; nothing more is relayed) and is logged as 499.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import logging
 import uuid
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from gateway.errors import envelope
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application
 from gateway.settings import GatewaySettings
 
 # Where the parser is in the current request. A connection between requests is WAITING.
@@ -145,12 +154,30 @@ class _Sweeper:
 
 _sweepers: weakref.WeakKeyDictionary[ServerState, _Sweeper] = weakref.WeakKeyDictionary()
 
+# The message of the cancellation that abandons a request whose client left (see connection_lost).
+ABANDONED = "client closed the connection"
+
+
+class _QuietAbandon(logging.Filter):
+    """uvicorn logs any exception out of an ASGI task, a cancellation included, with its traceback.
+    An abandoned request is not an error of the gateway (it is counted as a 499), so its record is
+    dropped. Filtering the rare log record costs nothing per request, unlike wrapping every task."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, asyncio.CancelledError) and exc.args == (ABANDONED,))
+
+
+_QUIET_ABANDON = _QuietAbandon()
+
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with ``HttpLimits`` enforced (see the module docstring).
+    """uvicorn's httptools protocol with ``HttpLimits`` enforced and abandoned requests cancelled (see
+    the module docstring).
 
-    Overrides only parser callbacks and connection events. Per request it adds a few attribute writes
-    and ``loop.time()`` calls; per header one addition; no timer operations (``_Sweeper`` does those).
+    Overrides only parser callbacks, connection events and the start of a request's task. Per request
+    it adds a few attribute writes and ``loop.time()`` calls; per header one addition; no timer
+    operations (``_Sweeper`` does those) and no extra task or coroutine.
     """
 
     def __init__(
@@ -172,8 +199,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._chunk_headers = 0
         self._header_bytes = 0
         self._refusal: tuple[int, str, str] | None = None
+        # The cycle whose ASGI task is running and that task, until its response is complete.
+        self._running: tuple[RequestResponseCycle, asyncio.Task[None]] | None = None
         if server_state not in _sweepers:
             _sweepers[server_state] = _Sweeper(self.loop, server_state.connections, limits.tick)
+            self.logger.addFilter(_QUIET_ABANDON)  # once per server; addFilter ignores a repeat
 
     # Connection events
 
@@ -188,6 +218,32 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         super().connection_made(transport)
         self._since = self.loop.time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        running, self._running = self._running, None
+        if running is None:
+            return
+        cycle, task = running
+        if not cycle.response_complete and not task.done():
+            # Nobody will read the answer: stop working on it. The cancellation reaches the request
+            # path wherever it waits (a pool slot, the backend's head, a body chunk, the client's
+            # flow control); the upstream client closes that exchange's connection instead of
+            # reusing it, the breaker gets no verdict, and proxy.handle logs a 499. uvicorn alone
+            # only marks the cycle disconnected and lets the exchange run to its end.
+            cycle.disconnected = True
+            task.cancel(ABANDONED)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        # uvicorn's, keeping the task so that connection_lost can cancel it.
+        coroutine = cycle.run_asgi(app)
+        if self.config.reset_contextvars:  # uvicorn's opt-in isolation; the gateway does not set it
+            task = self.loop.create_task(coroutine, context=contextvars.Context())
+        else:
+            task = self.loop.create_task(coroutine)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+        self._running = (cycle, task)
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, with our refusals answered in the envelope.
@@ -272,6 +328,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         # uvicorn's, without its keep-alive timer: the idle limit covers keep-alive (the sweeper).
+        self._running = None  # answered: a close from now on abandons nothing
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return

@@ -19,6 +19,7 @@ import collections
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,25 +42,35 @@ class Shadow:
     )
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     counts: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    # Told every result and the cluster the shadow went to (the autopilot's parity evidence).
+    on_result: Callable[[str, str, str], None] | None = None
 
-    def _count(self, metrics: Any, route: str, result: str) -> None:
+    def _count(self, metrics: Any, route: str, result: str, cluster: str = "") -> None:
         self.counts[(route, result)] += 1
         metrics.shadow.labels(route, result).inc()
+        if self.on_result is not None:
+            self.on_result(route, result, cluster)
 
     def match_rate(self, route: str) -> float | None:
         compared = self.counts[(route, "match")] + self.counts[(route, "mismatch")]
         return round(self.counts[(route, "match")] / compared, 4) if compared else None
 
-    def submit(self, metrics: Any, route: str, work: Any) -> None:
-        """Start ``work`` (a coroutine) unless too many are running; never waits."""
+    def submit(self, metrics: Any, route: str, work: Any, on_done: Callable[[], None] | None = None) -> None:
+        """Start ``work`` (a coroutine) unless too many are running; never waits. ``on_done`` runs
+        once either way (when the work ends, or at once when it is dropped): e.g. freeing the
+        limiter slot the shadow was given."""
         if self.in_flight >= self.max_in_flight:
             work.close()
             self._count(metrics, route, "dropped")
+            if on_done is not None:
+                on_done()
             return
         self.in_flight += 1
         task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self._done)
+        if on_done is not None:
+            task.add_done_callback(lambda _: on_done())
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.in_flight -= 1
@@ -82,13 +93,13 @@ class Shadow:
             )
             body = await response.read()
         except UpstreamError:
-            self._count(metrics, route, "error")
+            self._count(metrics, route, "error", shadow_backend)
             return
         other = Observation.of(
             response.status, {k.decode(): v.decode("latin-1") for k, v in response.headers}, body
         )
         differences = compare(primary, other)
-        self._count(metrics, route, "mismatch" if differences else "match")
+        self._count(metrics, route, "mismatch" if differences else "match", shadow_backend)
         if differences:
             self.mismatches.append(
                 {

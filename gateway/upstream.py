@@ -282,7 +282,9 @@ class Pool:
                     if stale and attempt + 1 < attempts:
                         continue  # the backend had closed this idle connection; safe to resend
                     raise
-                except UpstreamError:
+                except BaseException:
+                    # Any other failure, or cancelled (the client left, gateway/server.py): the
+                    # backend may still answer on this connection, so close it, never reuse it.
                     connection.close()
                     raise
                 return UpstreamResponse(self, connection, status, response_headers, read_timeout)

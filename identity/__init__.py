@@ -12,15 +12,18 @@ Headers (see ``docs/identity.md``)::
     X-Request-Id          the request id
     X-Identity-Timestamp  Unix seconds when the gateway signed
     X-Identity-Signature  v2=<hex HMAC-SHA256(secret, canonical string)>
+    X-Request-Deadline    optional: Unix milliseconds after which the gateway stops waiting
 
 Canonical string (v2)::
 
-    "v2\\n{ts}\\n{METHOD}\\n{path}\\n{query}\\n{body_sha256}\\n{user_id}\\n{scopes}\\n{request_id}"
+    "v2\\n{ts}\\n{METHOD}\\n{path}\\n{query}\\n{body_sha256}\\n{user_id}\\n{scopes}\\n{request_id}\\n{deadline}"
 
 ``path`` and ``query`` are the raw request-line text, ``body_sha256`` the hex SHA-256 of
 the exact body bytes: a captured assertion is good for nothing but the identical request
-(same method, path, query, body) within the skew.  ``verify`` refuses ``v1=`` signatures
-(which bound neither query nor body) unless ``accept_v1``.
+(same method, path, query, body) within the skew. ``deadline`` is the ``X-Request-Deadline``
+value (empty when there is none), so it cannot be moved either; ``deadline_passed`` tells a
+backend that a request's deadline is over.  ``verify`` refuses ``v1=`` signatures (which bound
+neither query nor body) unless ``accept_v1``.
 
 Exceptions::
 
@@ -35,6 +38,7 @@ Exceptions::
 
 from identity.assertion import (
     DEFAULT_SKEW_SECONDS,
+    HEADER_DEADLINE,
     HEADER_REQUEST_ID,
     HEADER_SCOPES,
     HEADER_SIGNATURE,
@@ -46,12 +50,15 @@ from identity.assertion import (
     IdentityError,
     body_sha256,
     canonical_string,
+    deadline_passed,
+    parse_deadline,
     sign,
     verify,
 )
 
 __all__ = [
     "DEFAULT_SKEW_SECONDS",
+    "HEADER_DEADLINE",
     "HEADER_REQUEST_ID",
     "HEADER_SCOPES",
     "HEADER_SIGNATURE",
@@ -63,6 +70,8 @@ __all__ = [
     "IdentityError",
     "body_sha256",
     "canonical_string",
+    "deadline_passed",
+    "parse_deadline",
     "sign",
     "verify",
 ]

@@ -7,7 +7,8 @@ TARGET is the path with its query string, exactly as the client will send it (v2
 still percent-encoded). The body is signed too: give the same bytes the client will send,
 ``--data-binary TEXT`` or ``--data-binary @FILE`` (``@-``: standard input), and send them with
 ``curl --data-binary`` (curl's ``--data @FILE`` strips newlines, which changes the digest).
-No ``--data-binary`` means an empty body.
+No ``--data-binary`` means an empty body. ``--deadline MS`` adds a signed ``X-Request-Deadline``
+(absolute Unix milliseconds; ``--deadline-in SECONDS`` computes it from now).
 
     curl -H @<(python -m identity GET /api/v1/reviews/me --user 1) http://127.0.0.1:8002/api/v1/reviews/me
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -59,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         "--scopes", default=None, help="space-separated scopes (default: user when --user is given)"
     )
     parser.add_argument("--request-id", default=None, help="default: a random id")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--deadline", type=int, default=None, help="X-Request-Deadline: Unix milliseconds")
+    when.add_argument("--deadline-in", type=float, default=None, help="X-Request-Deadline: now + SECONDS")
     args = parser.parse_args(argv)
+    deadline = args.deadline
+    if args.deadline_in is not None:
+        deadline = int((time.time() + args.deadline_in) * 1000)
     scopes = args.scopes if args.scopes is not None else ("user" if args.user else "")
     path, _, query = args.target.partition("?")
     try:
@@ -77,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             user_id=args.user,
             scopes=scopes,
             request_id=args.request_id or uuid.uuid4().hex,
+            deadline=deadline,
         )
     except IdentityError as exc:
         print(f"cannot sign: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Sign and verify the identity assertion (v2: HMAC-SHA256 over method, path, query, body; +/- 30 s)."""
+"""Sign and verify the identity assertion (v2: HMAC-SHA256 over method, path, query, body, deadline)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ HEADER_SCOPES = "x-user-scopes"
 HEADER_REQUEST_ID = "x-request-id"
 HEADER_TIMESTAMP = "x-identity-timestamp"
 HEADER_SIGNATURE = "x-identity-signature"
+# Optional: absent means no deadline (signed as an empty field), so it is not in IDENTITY_HEADERS.
+HEADER_DEADLINE = "x-request-deadline"
 IDENTITY_HEADERS = (HEADER_USER_ID, HEADER_SCOPES, HEADER_REQUEST_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE)
 
 DEFAULT_SKEW_SECONDS = 30
 VERSION = "v2"
 _SIGNATURE_RE = re.compile(r"(v1|v2)=([0-9a-f]{64})")
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+_DEADLINE_RE = re.compile(r"[0-9]{1,15}")  # Unix milliseconds: 13 digits until the year 2286
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 # Fields are joined with "\n"; a control character inside one could make two
 # different assertions share a canonical string, so none are allowed.
@@ -47,6 +50,8 @@ class Identity:
     scopes: tuple[str, ...]
     request_id: str
     timestamp: int
+    # Unix milliseconds after which the gateway no longer waits for the answer; None: no deadline.
+    deadline: int | None = None
 
     @property
     def is_authenticated(self) -> bool:
@@ -68,10 +73,12 @@ def canonical_string(
     user_id: str,
     scopes: str,
     request_id: str,
+    deadline: str,
 ) -> str:
-    """The exact string the v2 signature covers (``docs/identity.md``)."""
+    """The exact string the v2 signature covers (``docs/identity.md``); ``deadline`` is ``""`` for none."""
     return (
-        f"{VERSION}\n{timestamp}\n{method}\n{path}\n{query}\n{body_sha256}\n{user_id}\n{scopes}\n{request_id}"
+        f"{VERSION}\n{timestamp}\n{method}\n{path}\n{query}\n{body_sha256}\n{user_id}\n{scopes}\n"
+        f"{request_id}\n{deadline}"
     )
 
 
@@ -113,18 +120,24 @@ def sign(
     scopes: str,
     request_id: str,
     timestamp: int | None = None,
+    deadline: int | None = None,
 ) -> dict[str, str]:
-    """Return the five assertion headers (lower-case names) for one request.
+    """Return the assertion headers (lower-case names) for one request: the five, plus
+    ``x-request-deadline`` when ``deadline`` (Unix milliseconds) is given.
 
     ``path`` and ``query`` are the raw request-line text (still percent-encoded; bytes
     decoded as latin-1), ``query`` without the ``?`` and ``""`` when there is none;
     ``body`` is the exact body sent (``b""`` for none). Neither has a default: forgetting
-    one must not silently sign an empty query or body.
+    one must not silently sign an empty query or body. ``deadline`` may be left out: a request
+    without one is signed as having none, which is what the backend then sees.
     Raises ``IdentityError("malformed")`` for fields that cannot be signed safely.
     """
     _check_fields(
         method=method, path=path, query=query, user_id=user_id, scopes=scopes, request_id=request_id
     )
+    raw_deadline = "" if deadline is None else str(deadline)
+    if deadline is not None and not _DEADLINE_RE.fullmatch(raw_deadline):
+        raise IdentityError("malformed", "deadline must be Unix milliseconds")
     ts = int(time.time()) if timestamp is None else timestamp
     message = canonical_string(
         timestamp=ts,
@@ -135,14 +148,37 @@ def sign(
         user_id=user_id,
         scopes=scopes,
         request_id=request_id,
+        deadline=raw_deadline,
     )
-    return {
+    headers = {
         HEADER_USER_ID: quote(user_id, safe=""),
         HEADER_SCOPES: scopes,
         HEADER_REQUEST_ID: request_id,
         HEADER_TIMESTAMP: str(ts),
         HEADER_SIGNATURE: f"{VERSION}={_digest(secret, message)}",
     }
+    if deadline is not None:
+        headers[HEADER_DEADLINE] = raw_deadline
+    return headers
+
+
+def parse_deadline(value: str | None) -> int | None:
+    """The deadline a ``X-Request-Deadline`` value names (Unix milliseconds), or None if absent or
+    malformed. It does not verify anything: ``verify`` checks that a signed request's deadline is the
+    one the gateway signed."""
+    if value is None or not _DEADLINE_RE.fullmatch(value):
+        return None
+    return int(value)
+
+
+def deadline_passed(value: str | None, now: float | None = None) -> bool:
+    """True when ``value`` (an ``X-Request-Deadline`` header) names a moment at or before ``now``
+    (Unix seconds, default the clock): the gateway has stopped waiting, so nobody will read the answer."""
+    deadline = parse_deadline(value)
+    if deadline is None:
+        return False
+    current = time.time() if now is None else now
+    return deadline <= int(current * 1000)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -170,6 +206,8 @@ def verify(
     ``headers`` may use any letter case.  ``secrets`` may hold several secrets
     (rotation); any one of them may have signed.  A ``v1=`` signature (no query, no body)
     is refused as ``unsupported_version`` unless ``accept_v1`` (an upgrade window only).
+    An ``x-request-deadline`` header is part of what a v2 signature covers (absent: signed as
+    none), so a deadline added, removed or changed after signing fails as ``bad_signature``.
     Raises ``IdentityError``.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
@@ -178,6 +216,7 @@ def verify(
     raw_user = _header(lowered, HEADER_USER_ID)
     scopes = _header(lowered, HEADER_SCOPES)
     request_id = _header(lowered, HEADER_REQUEST_ID)
+    raw_deadline = lowered.get(HEADER_DEADLINE, "")
 
     match = _SIGNATURE_RE.fullmatch(signature)
     if match is None:
@@ -187,6 +226,8 @@ def verify(
         raise IdentityError("unsupported_version", "v1 assertions do not bind the query and body")
     if not _TIMESTAMP_RE.fullmatch(raw_ts):
         raise IdentityError("malformed", "timestamp must be Unix seconds")
+    if raw_deadline and not _DEADLINE_RE.fullmatch(raw_deadline):
+        raise IdentityError("malformed", "deadline must be Unix milliseconds")
     try:
         user_id = unquote(raw_user, errors="strict")
     except UnicodeDecodeError as exc:
@@ -216,6 +257,7 @@ def verify(
             user_id=user_id,
             scopes=scopes,
             request_id=request_id,
+            deadline=raw_deadline,
         )
     candidates = [secrets] if isinstance(secrets, str | bytes) else list(secrets)
     # Compare against every secret so timing does not tell which one matched.
@@ -224,4 +266,11 @@ def verify(
         ok |= hmac.compare_digest(_digest(secret, message), given)
     if not ok:
         raise IdentityError("bad_signature")
-    return Identity(user_id=user_id, scopes=tuple(scopes.split()), request_id=request_id, timestamp=ts)
+    return Identity(
+        user_id=user_id,
+        scopes=tuple(scopes.split()),
+        request_id=request_id,
+        timestamp=ts,
+        # v1 did not sign a deadline: one sent alongside a v1 assertion is not part of what verified.
+        deadline=int(raw_deadline) if raw_deadline and version != "v1" else None,
+    )

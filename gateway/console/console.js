@@ -91,11 +91,156 @@ function renderAudit(entries) {
   }
 }
 
+// --- Charts: GET /timeline (the whole gateway, one point per second) drawn as SVG, no library. ---
+// Colours and strokes come from console.css classes (the CSP allows no inline style).
+const SVG_NS = "http://www.w3.org/2000/svg";
+const BOX = { width: 600, height: 170, left: 44, right: 44, top: 8, bottom: 20 };
+const TICKS = { 900: 300, 300: 60, 60: 15 };  // span → seconds between time-axis ticks
+let timelineDoc = null;
+let span = 900;
+
+function svgNode(name, attributes, parent) {
+  const node = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function roundUp(value) {  // 1, 2, 2.5, 5 × 10^n: axis tops that read well
+  if (!(value > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 2.5, 5, 10].map((m) => m * power).find((top) => top >= value);
+}
+
+function figure(value, unit = "") {
+  if (value === null || value === undefined) return "–";
+  const text = value >= 10000 ? (value / 1000).toFixed(0) + "k" : value >= 1000 ? (value / 1000).toFixed(1) + "k"
+    : Number.isInteger(value) ? String(value) : value >= 10 ? value.toFixed(0) : value.toFixed(value >= 1 ? 1 : 2);
+  return text + unit;
+}
+
+function ago(seconds) { return seconds === 0 ? "now" : seconds % 60 === 0 ? `−${seconds / 60} min` : `−${seconds} s`; }
+
+// lines: [{ name, values, axis: "left" | "right", unit }]; values[i] is second doc.start + i.
+function drawChart(svg, doc, lines, markers) {
+  svg.replaceChildren();
+  const { width, height, left, right, top, bottom } = BOX;
+  const from = doc.now - span;
+  const x = (second) => left + ((second - from) / span) * (width - left - right);
+  const first = Math.max(0, Math.ceil(from - doc.start));
+  const scales = {};
+  for (const line of lines) {
+    const visible = line.values.slice(first).filter((v) => v !== null);
+    scales[line.axis] = Math.max(scales[line.axis] || 0, ...visible, 0);
+  }
+  for (const axis of Object.keys(scales)) scales[axis] = roundUp(scales[axis]);
+  const y = (value, axis) => height - bottom - (value / scales[axis]) * (height - top - bottom);
+  const axes = [...new Set(lines.map((line) => line.axis))];
+  for (const fraction of [0, 0.5, 1]) {  // gridlines, and each axis labelled in its line's colour
+    const at = height - bottom - fraction * (height - top - bottom);
+    svgNode("line", { x1: left, x2: width - right, y1: at, y2: at, class: "grid" }, svg);
+    for (const axis of axes) {
+      const line = lines.find((candidate) => candidate.axis === axis);
+      const onRight = axis === "right";
+      const label = svgNode("text", { x: onRight ? width - right + 4 : left - 4, y: at + 4,
+                                      "text-anchor": onRight ? "start" : "end",
+                                      class: "axis" + (axes.length > 1 ? " " + line.name : "") }, svg);
+      label.textContent = figure(scales[axis] * fraction, line.unit);
+    }
+  }
+  const step = TICKS[span] || span / 4;
+  for (let back = 0; back <= span; back += step) {
+    const tick = svgNode("text", { x: x(doc.now - back), y: height - 5, "text-anchor": back === 0 ? "end" : back === span ? "start" : "middle", class: "axis" }, svg);
+    tick.textContent = ago(back);
+  }
+  for (const line of lines) {
+    let path = "";
+    let pen = "M";
+    line.values.forEach((value, i) => {
+      if (i < first || value === null) { pen = "M"; return; }
+      // "h0" after each move: a second on its own (no neighbour) still shows, as a dot (round caps).
+      path += `${pen}${x(doc.start + i).toFixed(1)},${y(value, line.axis).toFixed(1)}${pen === "M" ? "h0" : ""}`;
+      pen = "L";
+    });
+    if (path) svgNode("path", { d: path, class: "line " + line.name }, svg);
+  }
+  for (const marker of markers) {
+    if (marker.at < from || marker.at > doc.now) continue;
+    const group = svgNode("g", { class: "marker" + (marker.actor === "autopilot" ? " autopilot" : "") }, svg);
+    const title = svgNode("title", {}, group);
+    const change = marker.action === "release" ? "released" : "→ " + marker.to;
+    title.textContent = `${when(marker.at)} · ${marker.actor}: ${marker.route} ${change} · ${marker.reason}`;
+    const at = x(marker.at).toFixed(1);
+    svgNode("line", { x1: at, x2: at, y1: top, y2: height - bottom, class: "marker-line" }, group);
+    svgNode("line", { x1: at, x2: at, y1: top, y2: height - bottom, class: "marker-hit" }, group);
+    svgNode("path", { d: `M${at},${top}l-4,-6h8z`, class: "marker-flag" }, group);
+  }
+}
+
+function latest(values) {
+  for (let i = values.length - 1; i >= 0; i--) if (values[i] !== null) return values[i];
+  return null;
+}
+
+function renderCharts(doc) {
+  const backends = doc.backends;
+  const pair = (key, scale = 1) => ["legacy", "candidate"].map((name) => ({
+    name, axis: "left",
+    values: backends[name][key].map((v) => (v === null ? null : v * scale)),
+  }));
+  const cluster = doc.clusters[doc.legacy_cluster] || { limit: doc.backends.legacy.requests.map(() => null), shed: [] };
+  const charts = [
+    ["#chart-rps", pair("requests"), ""],
+    ["#chart-errors", pair("error_rate", 100), " %"],
+    ["#chart-p99", pair("p99_ms"), " ms"],
+    ["#chart-limit", [{ name: "limit", axis: "left", values: cluster.limit },
+                      { name: "shed", axis: "right", values: cluster.shed, unit: "/s" }], ""],
+  ];
+  for (const [selector, lines, unit] of charts) {
+    for (const line of lines) if (line.unit === undefined) line.unit = unit;
+    const chart = $(selector);
+    if (chart.querySelector(".marker:hover")) continue;  // redrawing would close the who/why tooltip
+    drawChart(chart.querySelector("svg"), doc, lines, doc.markers);
+    chart.dataset.end = doc.end;
+    chart.dataset.markers = doc.markers.length;
+    const now = [];
+    for (const line of lines) {
+      const value = latest(line.values);
+      chart.dataset[line.name + "Latest"] = value === null ? "" : value;
+      now.push(`${line.name} ${figure(value, line.unit)}`);
+    }
+    chart.querySelector(".now").textContent = "· now: " + now.join(" · ");
+  }
+  const notes = [`One point per second, summed over ${doc.workers} gateway worker(s); the newest is 2 s old.`];
+  if (doc.markers_error) notes.push("Override changes are not marked: " + doc.markers_error);
+  if (!doc.clusters[doc.legacy_cluster]) notes.push(`${doc.legacy_cluster} has no adaptive limit configured.`);
+  $("#charts-note").textContent = notes.join(" ");
+  $("#charts-note").classList.toggle("error", Boolean(doc.markers_error));
+}
+
+for (const button of document.querySelectorAll("[data-span]")) {
+  button.addEventListener("click", () => {
+    span = Number(button.dataset.span);
+    for (const other of document.querySelectorAll("[data-span]")) other.setAttribute("aria-pressed", String(other === button));
+    if (timelineDoc) renderCharts(timelineDoc);
+  });
+}
+
 async function refresh() {
   try {
+    // A failing timeline must not take the table with it: its error is shown under the charts.
+    const charts = api("/timeline").catch((error) => error);
     const [routes, audit] = await Promise.all([api("/routes"), api("/audit?limit=50")]);
     renderRoutes(routes.routes);
     renderAudit(audit.entries);
+    const doc = await charts;
+    if (doc instanceof Error) {
+      $("#charts-note").textContent = "Charts not updated: " + doc.message;
+      $("#charts-note").classList.add("error");
+    } else {
+      timelineDoc = doc;
+      renderCharts(doc);
+    }
     $("#console").hidden = false;
     $("#login").hidden = true;
     say(`Updated ${new Date().toLocaleTimeString()}`);

@@ -1,4 +1,4 @@
-"""Request id, the error envelope for anything a view raises, and the caller's Principal."""
+"""Deadline check, request id, the error envelope for anything a view raises, the caller's Principal."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ from collections.abc import Callable
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 
+import identity
 from legacy_django.common.auth import resolve_principal
-from legacy_django.common.errors import ApiError, BadRequest, Forbidden, NotFound, PayloadTooLarge
+from legacy_django.common.errors import (
+    ApiError,
+    BadRequest,
+    DeadlineExceeded,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+)
 from legacy_django.common.responses import error_body, error_response, json_response
 
 logger = logging.getLogger(__name__)
@@ -24,6 +32,39 @@ def request_id_of(request: HttpRequest) -> str:
     return str(getattr(request, "request_id", ""))
 
 
+def _request_id(incoming: str) -> str:
+    return incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
+
+
+class DeadlineMiddleware:
+    """First in the chain: a request whose ``X-Request-Deadline`` has passed gets 503
+    ``deadline_exceeded`` (``Retry-After: 1``) and nothing else runs: no body read, no
+    authentication, no view.
+
+    The gateway sets the deadline to the moment it stops waiting for the answer; a request that is
+    only picked up after it (it sat in gunicorn's queue while legacy was saturated) would be work
+    whose answer nobody reads, and that makes the queue longer for everyone behind it.
+
+    The deadline is honoured without verifying the identity assertion first (docs/identity.md): a
+    past deadline can only make legacy skip the request that carries it, never do more or act for
+    someone else, so whoever could add one could as well not send the request. Checking the
+    signature first would read the body and run an HMAC for a request that is dropped anyway.
+    A future or malformed deadline changes nothing here; a changed one fails the signature later
+    (``PrincipalMiddleware``), as any tampered assertion does.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if identity.deadline_passed(request.META.get("HTTP_X_REQUEST_DEADLINE")):
+            request_id = _request_id(request.META.get("HTTP_X_REQUEST_ID", ""))
+            response = error_response(DeadlineExceeded(), request_id)
+            response["X-Request-Id"] = request_id
+            return response
+        return self.get_response(request)
+
+
 class RequestIdMiddleware:
     """Keep a sane incoming ``X-Request-Id`` (the gateway sets one), else make one; echo it back."""
 
@@ -31,8 +72,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-Id", "")
-        request.request_id = incoming if _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex  # type: ignore[attr-defined]
+        request.request_id = _request_id(request.headers.get("X-Request-Id", ""))  # type: ignore[attr-defined]
         response = self.get_response(request)
         response["X-Request-Id"] = request.request_id  # type: ignore[attr-defined]
         return response

@@ -12,6 +12,7 @@ Hierarchy::
         Conflict               409 conflict
         PayloadTooLarge        413 payload_too_large
         UnsupportedMediaType   415 unsupported_media_type
+        DeadlineExceeded       503 deadline_exceeded (Retry-After: 1)
 """
 
 from __future__ import annotations
@@ -94,3 +95,16 @@ class PayloadTooLarge(ApiError):
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
+
+
+class DeadlineExceeded(ApiError):
+    """The gateway's deadline for this request (``X-Request-Deadline``) passed before work began."""
+
+    status = 503
+    code = "deadline_exceeded"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The request waited too long to be served and was not processed; retry shortly.",
+            headers={"Retry-After": "1"},
+        )

@@ -142,6 +142,7 @@ SPOOFED = {
     "X-Identity-Timestamp": "1",
     "X-Forwarded-For": "6.6.6.6",
     "X-Forwarded-Host": "evil.example",
+    "X-Request-Deadline": "99999999999999",
     "Connection": "keep-alive, X-Secret",
 }
 
@@ -194,6 +195,24 @@ def test_the_assertion_binds_the_query_and_body_the_backend_receives(clean_recor
             identity.verify(SECRET, received, **other)
 
 
+def test_the_gateway_signs_a_deadline_a_client_cannot_extend(clean_recorder: Stack):
+    stack = clean_recorder
+    before = time.time()
+    response = httpx.get(
+        f"{stack.recording_gateway}/api/v1/items/1", headers={"X-Request-Deadline": "99999999999999"}
+    )
+    after = time.time()
+    assert response.status_code == 200
+    (request,) = stack.recorded()
+    deadlines = [value for name, value in request["headers"] if name == "x-request-deadline"]
+    assert len(deadlines) == 1, "the client's deadline must be replaced, not sent alongside"
+    # The legacy cluster's connect_timeout (1 s) plus read_timeout (15 s): when the gateway stops waiting.
+    assert int((before + 16) * 1000) <= int(deadlines[0]) <= int((after + 16) * 1000)
+    received = dict(request["headers"])
+    verified = identity.verify(SECRET, received, method="GET", path="/api/v1/items/1", query="", body=b"")
+    assert verified.deadline == int(deadlines[0])
+
+
 def test_bulkhead_refuses_at_once_instead_of_queueing(clean_recorder: Stack):
     stack = clean_recorder
     slow = threading.Thread(target=lambda: httpx.get(f"{stack.recording_gateway}/slow", timeout=10))
@@ -207,7 +226,7 @@ def test_bulkhead_refuses_at_once_instead_of_queueing(clean_recorder: Stack):
         assert slow.is_alive(), "answered while the slow request still holds the slot: not queued behind it"
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
-        assert response.json()["error"]["code"] == "unavailable"
+        assert response.json()["error"]["code"] == "overloaded"
     finally:
         slow.join()
     assert httpx.get(f"{stack.recording_gateway}/api/v1/items/1").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -15,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import IN_CI
 from tests.gateway.conftest import ADMIN_TOKEN, Stack
+from tests.support.waiting import eventually
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -57,6 +59,26 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
 def _open(page: Page, token: str) -> None:
     page.fill("#token", token)
     page.click("#login button[type=submit]")
+
+
+def _load(url: str, stop: threading.Event, clients: int = 3) -> list[threading.Thread]:
+    """Clients requesting two hot routes (both on legacy by default) back to back until ``stop``."""
+
+    def load() -> None:
+        with httpx.Client(base_url=url) as client:
+            while not stop.is_set():
+                client.get("/api/v1/reviews/items/1/summary")
+                client.get("/api/v1/reviews/items/2?size=5")
+
+    threads = [threading.Thread(target=load) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _chart_end(page: Page) -> int:
+    """The newest second the charts show (0 before the first draw)."""
+    return int(page.locator("#chart-rps").get_attribute("data-end") or 0)
 
 
 def test_a_wrong_token_is_refused_with_a_clear_message(page: Page):
@@ -113,27 +135,25 @@ def test_screenshot_under_load(page: Page, stack: Stack, tmp_path: Path):
     # The one-worker gateway with shadowing on: its live figures and shadow counts are all in one process.
     page.goto(f"{stack.shadow_gateway}/_gateway/console/")
     stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(base_url=stack.shadow_gateway) as client:
-            while not stop.is_set():
-                client.get("/api/v1/reviews/items/1/summary")
-                client.get("/api/v1/reviews/items/2?size=5")
-
-    threads = [threading.Thread(target=load) for _ in range(3)]
-    for thread in threads:
-        thread.start()
+    threads = _load(stack.shadow_gateway, stop)
     try:
         _open(page, ADMIN_TOKEN)
         expect(page.locator("#routes tbody tr")).to_have_count(10)
-        time.sleep(3)
+        page.get_by_role("button", name="1 min").click()  # the spike and the flip, wide enough to read
+        expect(page.locator("#chart-rps")).to_have_attribute("data-end", re.compile(r"^[1-9]"))
+        loaded = _chart_end(page)
+        # Some seconds of load on legacy in the charts (a bound, not a target: the charts catch up).
+        assert eventually(lambda: _chart_end(page) >= loaded + 8, timeout=30, interval=0.2)
         page.get_by_role("button", name="→ candidate reviews.summary").click()
         page.fill("#reason", "busy reviews")
         page.click("#confirm-button")
         expect(page.locator("#routes tbody tr[data-route='reviews.summary'] td.backend")).to_have_text(
             "candidate"
         )
-        time.sleep(2.5)  # two refreshes with the new split under load
+        flipped = _chart_end(page) + 2
+        expect(page.locator("#chart-rps g.marker title").filter(has_text="busy reviews")).to_have_count(1)
+        # And some seconds after the flip, with the candidate's share in the charts.
+        assert eventually(lambda: _chart_end(page) >= flipped + 6, timeout=30, interval=0.2)
         target = Path(os.environ.get("CONSOLE_SCREENSHOT") or tmp_path / "console.png")
         page.screenshot(path=str(target), full_page=True)
     finally:
@@ -149,3 +169,47 @@ def test_screenshot_under_load(page: Page, stack: Stack, tmp_path: Path):
     live = page.locator("#routes tbody tr[data-route='reviews.summary'] td")
     expect(live.nth(5)).to_contain_text(" ms")  # legacy's live figures for the last minute
     expect(live.nth(6)).to_contain_text(" ms")  # and the candidate's, since the move
+
+
+def test_the_charts_render_update_under_load_and_mark_a_flip(page: Page, stack: Stack):
+    # The two-worker gateway: the charts sum both workers' timelines.
+    problems: list[str] = []  # script errors and CSP refusals (Chromium logs those as errors)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    stop = threading.Event()
+    threads = _load(stack.gateway, stop)
+    try:
+        _open(page, ADMIN_TOKEN)
+        expect(page.locator("#charts figure svg")).to_have_count(4)
+        rps = page.locator("#chart-rps")
+        busy = re.compile(r"^[1-9]")
+        expect(rps).to_have_attribute("data-legacy-latest", busy, timeout=15_000)
+        for chart in ("rps", "errors", "p99"):
+            expect(page.locator(f"#chart-{chart} path.line.legacy")).to_have_count(1)
+        expect(page.locator("#chart-p99")).to_have_attribute("data-legacy-latest", re.compile(r"^\d"))
+        expect(page.locator("#chart-limit path.line.limit")).to_have_count(1)  # legacy's adaptive limit
+        expect(page.locator("#chart-rps figcaption")).to_contain_text("legacy")
+        end = rps.get_attribute("data-end")
+        expect(rps).not_to_have_attribute("data-end", end or "")  # redrawn with newer seconds
+
+        flip = httpx.post(
+            f"{stack.gateway}/_gateway/admin/overrides",
+            json={"route": "reviews.summary", "backend": "candidate", "reason": "charts test flip",
+                  "actor": "chart-tester"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )  # fmt: skip
+        assert flip.status_code == 200, flip.text
+        for chart in ("rps", "errors", "p99", "limit"):
+            marker = page.locator(f"#chart-{chart} g.marker title").filter(has_text="charts test flip")
+            expect(marker).to_have_count(1)
+            expect(marker).to_contain_text("chart-tester: reviews.summary → candidate")
+        expect(rps).to_have_attribute("data-candidate-latest", busy, timeout=15_000)
+
+        page.get_by_role("button", name="1 min").click()
+        expect(page.get_by_role("button", name="1 min")).to_have_attribute("aria-pressed", "true")
+        expect(rps.locator("text").filter(has_text="−30 s")).to_have_count(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert problems == [], problems

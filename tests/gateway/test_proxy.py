@@ -22,6 +22,7 @@ from gateway.accesslog import AccessLog
 from gateway.app import GatewayApp
 from gateway.auth import Jwks, TokenVerifier
 from gateway.errors import UpstreamConnectError, UpstreamError
+from gateway.limiter import AdaptiveLimit, LimitPolicy
 from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.proxy import handle
@@ -348,7 +349,10 @@ def test_a_reload_that_adds_a_cluster_serves_it(rt: Runtime, tmp_path: Path):
     """The reload used to swap the table but not the clusters: a new cluster was a KeyError."""
     document = {
         "default_cluster": "legacy",
-        "clusters": {"legacy": {"url": "http://127.0.0.1:9"}, "wishlist": {"url": "http://127.0.0.1:9"}},
+        "clusters": {
+            "legacy": {"url": "http://127.0.0.1:9", "limiter": {}},  # as shipped (default limits)
+            "wishlist": {"url": "http://127.0.0.1:9"},
+        },
         "routes": [{"id": "wishlist.list", "path": "/api/v1/wishlist", "candidate": "wishlist"}],
     }
     old_legacy = rt.upstreams["legacy"]
@@ -436,3 +440,68 @@ def test_no_shadow_goes_to_a_backend_whose_breaker_is_open(rt: Runtime):
     _open_breaker(rt, "reviews")
     answer, shadows = asyncio.run(scenario())
     assert answer.status == 200 and shadows == 0
+
+
+def test_beyond_legacys_adaptive_limit_a_request_is_shed_with_503_and_retry_after(rt: Runtime):
+    rt.upstreams["legacy"].limiter = AdaptiveLimit(
+        LimitPolicy(initial_limit=1, min_limit=1, max_queue=1, max_wait_seconds=0.01)
+    )
+    legacy = pool(rt, "legacy")
+
+    async def scenario() -> Answer:
+        legacy.gate = asyncio.Event()
+        held = asyncio.create_task(call(rt, "GET", SUMMARY))  # takes the one slot and waits
+        while not legacy.calls:
+            await asyncio.sleep(0)
+        shed = await call(rt, "GET", "/api/v1/items/1")  # queues 10 ms, then is shed
+        legacy.gate.set()
+        assert (await held).status == 200
+        return shed
+
+    shed = asyncio.run(scenario())
+    assert shed.status == 503 and shed.headers[b"retry-after"] == b"1"
+    assert b'"code":"overloaded"' in shed.body
+    assert len(legacy.calls) == 1, "the shed request never reached legacy"
+    assert sample(rt, "gateway_shed_total", cluster="legacy", route="unmatched") == 1
+    assert rt.live.clusters()["legacy"]["shed"] == 1
+    assert rt.upstreams["legacy"].limiter.in_flight == 0  # type: ignore[union-attr]
+
+
+def test_a_shadow_never_takes_legacys_last_slot_or_queues_for_it(rt: Runtime):
+    """With routes on the candidate, shadows to a saturated legacy would add to its load."""
+    document = {
+        "default_cluster": "legacy",
+        "clusters": {
+            "legacy": {"url": "http://127.0.0.1:9", "limiter": {}},
+            "reviews": {"url": "http://127.0.0.1:9"},
+        },
+        "routes": [
+            {
+                "id": "reviews.summary",
+                "path": "/api/v1/reviews/items/{item_id}/summary",
+                "candidate": "reviews",
+                "shadow": {"sample_rate": 1.0},
+            }
+        ],
+    }
+    rt.with_table(build_table(document, {}))
+    for name in ("legacy", "reviews"):
+        rt.upstreams[name].pool = FakePool(name)  # type: ignore[assignment]
+    rt.upstreams["legacy"].limiter = AdaptiveLimit(LimitPolicy(initial_limit=1, min_limit=1))
+    to_candidate(rt, "reviews.summary")
+    limiter = rt.upstreams["legacy"].limiter
+
+    async def scenario() -> None:
+        assert limiter.try_acquire()  # a real request holds legacy's only slot
+        answer = await call(rt, "GET", SUMMARY)
+        assert answer.headers[b"x-served-by"] == b"reviews"
+        await asyncio.gather(*rt.shadow.tasks)
+        assert pool(rt, "legacy").calls == [], "no shadow while legacy is at its limit"
+        assert limiter.queued == 0 and limiter.shed == 0
+        limiter.release(0.01)
+        await call(rt, "GET", SUMMARY)
+        await asyncio.gather(*rt.shadow.tasks)
+        assert len(pool(rt, "legacy").calls) == 1, "a free slot: the shadow goes"
+        assert limiter.in_flight == 0, "and gives its slot back"
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ import io
 import pytest
 
 from identity import (
+    HEADER_DEADLINE,
     HEADER_SCOPES,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
@@ -13,6 +14,8 @@ from identity import (
     IdentityError,
     body_sha256,
     canonical_string,
+    deadline_passed,
+    parse_deadline,
     sign,
     verify,
 )
@@ -51,7 +54,8 @@ def test_round_trip_returns_identity():
 def test_signature_is_hmac_sha256_of_the_v2_canonical_string():
     headers = _signed()
     digest = hashlib.sha256(BODY).hexdigest()
-    message = f"v2\n1790000000\nPOST\n/api/v1/reviews\nsize=3&sort=rating\n{digest}\n42\nuser\nreq-1"
+    # The tenth field, the deadline, is empty: this request has none.
+    message = f"v2\n1790000000\nPOST\n/api/v1/reviews\nsize=3&sort=rating\n{digest}\n42\nuser\nreq-1\n"
     assert (
         canonical_string(
             timestamp=NOW,
@@ -62,6 +66,7 @@ def test_signature_is_hmac_sha256_of_the_v2_canonical_string():
             user_id="42",
             scopes="user",
             request_id="req-1",
+            deadline="",
         )
         == message
     )
@@ -72,7 +77,7 @@ def test_signature_is_hmac_sha256_of_the_v2_canonical_string():
 def test_no_body_is_signed_as_the_digest_of_empty_bytes():
     assert body_sha256(b"") == EMPTY_SHA256
     headers = _signed(method="GET", query="", body=b"")
-    message = f"v2\n{NOW}\nGET\n/api/v1/reviews\n\n{EMPTY_SHA256}\n42\nuser\nreq-1"
+    message = f"v2\n{NOW}\nGET\n/api/v1/reviews\n\n{EMPTY_SHA256}\n42\nuser\nreq-1\n"
     expected = hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
     assert headers[HEADER_SIGNATURE] == f"v2={expected}"
 
@@ -200,6 +205,76 @@ def test_malformed_header_is_rejected(header, value):
     assert excinfo.value.reason == "malformed"
 
 
+# --- the deadline (X-Request-Deadline) is the tenth field: nobody can add, drop or move it -------
+
+DEADLINE = NOW * 1000 + 15_500
+
+
+def test_a_signed_deadline_is_the_tenth_field_and_round_trips():
+    headers = _signed(deadline=DEADLINE)
+    assert headers[HEADER_DEADLINE] == str(DEADLINE)
+    digest = hashlib.sha256(BODY).hexdigest()
+    message = f"v2\n{NOW}\nPOST\n/api/v1/reviews\nsize=3&sort=rating\n{digest}\n42\nuser\nreq-1\n{DEADLINE}"
+    expected = hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
+    assert headers[HEADER_SIGNATURE] == f"v2={expected}"
+    assert verify(SECRET, headers, **REQUEST, now=NOW).deadline == DEADLINE
+
+
+def test_no_deadline_sends_no_header_and_verifies_as_none():
+    headers = _signed()
+    assert HEADER_DEADLINE not in headers
+    assert verify(SECRET, headers, **REQUEST, now=NOW).deadline is None
+    # An empty header is the same as none (the field is empty either way).
+    assert verify(SECRET, {**headers, HEADER_DEADLINE: ""}, **REQUEST, now=NOW).deadline is None
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda h: h.update({HEADER_DEADLINE: str(DEADLINE + 60_000)}),  # extended
+        lambda h: h.update({HEADER_DEADLINE: str(DEADLINE - 1)}),  # moved earlier
+        lambda h: h.pop(HEADER_DEADLINE),  # dropped
+    ],
+    ids=["extended", "earlier", "dropped"],
+)
+def test_a_changed_or_dropped_deadline_breaks_the_signature(tamper):
+    headers = _signed(deadline=DEADLINE)
+    tamper(headers)
+    with pytest.raises(IdentityError) as excinfo:
+        verify(SECRET, headers, **REQUEST, now=NOW)
+    assert excinfo.value.reason == "bad_signature"
+
+
+def test_a_deadline_added_to_an_assertion_signed_without_one_breaks_the_signature():
+    headers = {**_signed(), HEADER_DEADLINE: str(DEADLINE)}
+    with pytest.raises(IdentityError) as excinfo:
+        verify(SECRET, headers, **REQUEST, now=NOW)
+    assert excinfo.value.reason == "bad_signature"
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "12e3", " 1", "1" * 16, "soon"])
+def test_a_malformed_deadline_is_refused(value):
+    with pytest.raises(IdentityError) as excinfo:
+        verify(SECRET, {**_signed(), HEADER_DEADLINE: value}, **REQUEST, now=NOW)
+    assert excinfo.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("deadline", [-1, 10**15])
+def test_sign_refuses_a_deadline_that_is_not_unix_milliseconds(deadline):
+    with pytest.raises(IdentityError) as excinfo:
+        _signed(deadline=deadline)
+    assert excinfo.value.reason == "malformed"
+
+
+def test_deadline_passed_at_and_after_the_deadline_only():
+    assert not deadline_passed(str(DEADLINE), now=(DEADLINE - 1) / 1000)
+    assert deadline_passed(str(DEADLINE), now=DEADLINE / 1000)
+    assert deadline_passed(str(DEADLINE), now=(DEADLINE + 1) / 1000)
+    for nothing in (None, "", "soon", "-5"):
+        assert parse_deadline(nothing) is None
+        assert not deadline_passed(nothing, now=DEADLINE / 1000)
+
+
 # --- v1 (method and path only): refused unless a backend opts in for an upgrade window ------------
 
 
@@ -310,6 +385,13 @@ def test_command_line_signs_the_exact_body(capsys, monkeypatch, tmp_path, how):
     assert verify(SECRET, headers, **request, body=BODY).user_id == "7"
     with pytest.raises(IdentityError):
         verify(SECRET, headers, **request, body=b"{}")
+
+
+def test_command_line_signs_a_deadline(capsys, monkeypatch):
+    monkeypatch.setenv("IDENTITY_SECRET", SECRET)
+    headers = _cli_headers(capsys, ["GET", "/x", "--deadline", str(DEADLINE)])
+    assert headers[HEADER_DEADLINE] == str(DEADLINE)
+    assert verify(SECRET, headers, method="GET", path="/x", query="", body=b"").deadline == DEADLINE
 
 
 def test_command_line_refuses_unsignable_input(capsys, tmp_path):

@@ -63,8 +63,8 @@ def serve(command: list[str], env: Mapping[str, str], port: int, log_path: Path)
 
 
 @contextlib.contextmanager
-def legacy_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
-    """The monolith under gunicorn (gthread) on a free port; yields its base URL."""
+def legacy_server(env: Mapping[str, str], log_path: Path, *, threads: int = 4) -> Iterator[str]:
+    """The monolith under gunicorn (gthread, one worker) on a free port; yields its base URL."""
     port = free_port()
     command = [
         str(BIN / "gunicorn"),
@@ -72,7 +72,7 @@ def legacy_server(env: Mapping[str, str], log_path: Path) -> Iterator[str]:
         f"--bind=127.0.0.1:{port}",
         "--worker-class=gthread",
         "--workers=1",
-        "--threads=4",
+        f"--threads={threads}",
         "--no-control-socket",
     ]
     with serve(command, env, port, log_path) as url:

@@ -30,6 +30,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a request past the gateway's deadline is refused before anything else does work.
+    "legacy_django.common.middleware.DeadlineMiddleware",
     "legacy_django.common.middleware.RequestIdMiddleware",
     "legacy_django.common.middleware.ErrorEnvelopeMiddleware",
     "legacy_django.common.middleware.PrincipalMiddleware",
