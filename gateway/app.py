@@ -154,7 +154,6 @@ class GatewayApp:
                 runtime.metrics.publish()
                 limits = {n: u.limiter for n, u in runtime.upstreams.items() if u.limiter is not None}
                 runtime.metrics.publish_limits(limits)
-                runtime.live.set_limits({name: limiter.limit for name, limiter in limits.items()})
                 runtime.metrics.forget_dead_workers()
                 runtime.live.publish()
             except OSError as exc:  # a full disk must not stop the gateway; the figures just age

@@ -338,9 +338,14 @@ async def gather(
         calm_seconds=min(max(calm_seconds, 0.0), float(WINDOW_SECONDS)),
     )
     traffic = rt.live.snapshot()  # route → backend → figures over the last minute, every worker
-    legacy = dataclasses.replace(
-        legacy, rps=sum(backends.get("legacy", {}).get("rps", 0.0) for backends in traffic.values())
+    # What legacy *served*: its shed and failed requests (5xx, recorded under legacy too) are not
+    # capacity, they are demand it could not carry.
+    served = sum(
+        figures["rps"] * (1 - figures["error_rate"])
+        for backends in traffic.values()
+        if (figures := backends.get("legacy"))
     )
+    legacy = dataclasses.replace(legacy, rps=served)
     overrides = rt.flags.overrides.snapshot()
     routes = []
     for route in routing.table.routes:
@@ -423,11 +428,12 @@ class Autopilot:
             return None
         now = self.clock()
         if holder != self.owner:
-            self.leader, self.last_shed_at = holder, None
+            self.leader, self.last_shed_at, self.capacity_rps = holder, None, None
             return None
         if not self.leading or self.last_shed_at is None:
             logger.info("autopilot: %s decides from now on", self.owner)
             self.last_shed_at = now  # a new decider does not know what legacy did before: cool-down afresh
+            self.capacity_rps = None  # nor what legacy could serve
         self.leader = self.owner
         live, routes = await gather(self.rt, policy, now)
         if live.calm_seconds < WINDOW_SECONDS:  # the live figures saw legacy shed within the minute
@@ -440,6 +446,10 @@ class Autopilot:
         plan = decide(policy, legacy, routes, now)
         self.last_plan, self.last_error = plan, None
         for step in plan.steps:
+            # The lease was renewed at ``now``: stop writing well before it could pass to another
+            # decider (store writes can take up to STORE_TIMEOUT_SECONDS each); the rest waits a tick.
+            if self.clock() - now > policy.lease_seconds - STORE_TIMEOUT_SECONDS:
+                break
             await self._carry_out(step)
         return plan
 
@@ -491,7 +501,7 @@ async def status(rt: Runtime, autopilot: Autopilot | None, trail: Sequence[Audit
     calm: float | None = legacy.calm_seconds if legacy.calm_seconds < WINDOW_SECONDS else None
     if autopilot is not None and autopilot.leading and autopilot.last_shed_at is not None:
         calm = now - autopilot.last_shed_at  # the decider's own memory reaches further back
-        legacy = LegacyFigures(shed=legacy.shed, shed_seconds=legacy.shed_seconds, calm_seconds=calm)
+        legacy = dataclasses.replace(legacy, calm_seconds=calm, capacity_rps=autopilot.capacity_rps)
     plan = decide(policy, legacy, routes, now)
     return {
         "configured": True,

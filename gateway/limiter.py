@@ -6,9 +6,10 @@ TCP's congestion window does and Netflix's concurrency-limits ``AIMDLimit`` does
 * every admitted request's time to the response headers is a sample; samples are summarised
   per window (``window_seconds``, at least ``min_samples``) as their mean;
 * the **baseline** is the lowest window mean seen, drifting up by ``baseline_drift`` per window
-  so that it follows a backend whose unloaded latency really changed;
+  that does not press on the limit, so that it follows a backend whose unloaded latency really
+  changed but not the latency of a long overload;
 * a window whose mean is above ``tolerance`` times the baseline while at least half the limit was
-  in flight at some point (or that saw a timeout or a 5xx) shrinks the limit by ``backoff`` (at low
+  in flight at some point (or that saw a timeout, 502, 503 or 504) shrinks the limit by ``backoff`` (at low
   concurrency a slower window is the mix of endpoints, not a queue); any other window at which the
   limit was reached grows it by one;
 * the limit stays within ``[min_limit, max_limit]``.
@@ -158,7 +159,7 @@ class AdaptiveLimit:
 
     def release(self, seconds: float | None, *, dropped: bool = False) -> None:
         """A request admitted by ``acquire`` ended after ``seconds`` to its response headers
-        (None: no sample, e.g. it was cancelled); ``dropped``: it timed out or got a 5xx."""
+        (None: no sample, e.g. it was cancelled); ``dropped``: it timed out or got a 502/503/504."""
         if seconds is not None:
             self._sum += seconds
             self._count += 1
@@ -183,12 +184,16 @@ class AdaptiveLimit:
     def _adjust(self) -> None:
         policy = self.policy
         mean = self._sum / self._count if self._count else None
-        if mean is not None:
-            drifted = self.baseline * (1 + policy.baseline_drift) if self.baseline is not None else mean
-            self.baseline = min(drifted, mean)
         # Slow answers count as congestion only while we press on the limit (half of it in flight
         # at some point): at low concurrency a slower window is the mix of endpoints, not a queue.
         pressed = self._peak * 2 >= self.limit
+        if mean is not None:
+            # The baseline drifts up only in windows that do not press on the limit: under a long
+            # overload a drift would otherwise raise it to the overloaded latency (10 %/s at spike
+            # rates) and the limit would stop protecting anything.
+            drift = 0.0 if pressed else policy.baseline_drift
+            drifted = self.baseline * (1 + drift) if self.baseline is not None else mean
+            self.baseline = min(drifted, mean)
         congested = self._dropped or (
             pressed
             and mean is not None

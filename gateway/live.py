@@ -48,7 +48,6 @@ class LiveStats:
         self._series: dict[tuple[str, str], deque[_Bucket]] = {}
         # Per cluster: [second, requests shed] pairs, and the adaptive limit as last published.
         self._shed: dict[str, deque[list[int]]] = {}
-        self._limits: dict[str, float] = {}
         # Per route: [bucket start, matches, mismatches, errors] of the shadow comparisons.
         self._shadow: dict[str, deque[list[int]]] = {}
 
@@ -106,10 +105,6 @@ class LiveStats:
             series.append([now, 0])
         series[-1][1] += 1
 
-    def set_limits(self, limits: dict[str, float]) -> None:
-        """This worker's adaptive limits, published with its next ``publish``."""
-        self._limits = dict(limits)
-
     def record(self, route: str, backend: str, status: int, seconds: float) -> None:
         now = int(time.time())
         series = self._series.get((route, backend))
@@ -164,7 +159,7 @@ class LiveStats:
 
     def _own_clusters(self, horizon: int) -> dict[str, Any]:
         shed = {name: [row for row in rows if row[0] > horizon] for name, rows in self._shed.items()}
-        return {"shed": shed, "limits": self._limits}
+        return {"shed": shed}
 
     def publish(self) -> None:
         """Write this worker's last minute for the others (no-op with a single process)."""
@@ -236,10 +231,10 @@ class LiveStats:
         return result
 
     def clusters(self, seconds: int = 10, own: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
-        """cluster → {limit (summed over workers), shed (over the last ``seconds``, all workers),
+        """cluster → {shed (over the last ``seconds``, all workers),
         shed_seconds (how many of those seconds shed anything), last_shed (the newest second that
-        shed, within the minute kept; absent if none)}: what the console and the
-        autopilot read to tell whether a cluster is being protected right now. With ``own``
+        shed, within the minute kept; absent if none)}: what the
+        autopilot reads to tell whether a cluster is being protected right now. With ``own``
         (``decider_figures``) it reads only files: safe in a thread."""
         now = int(time.time())
         horizon = now - seconds
@@ -247,11 +242,8 @@ class LiveStats:
         shed_at: dict[str, set[int]] = {}
         for document in self._workers(now - WINDOW_SECONDS, own):
             figures = document.get("clusters") or {}
-            for name, limit in (figures.get("limits") or {}).items():
-                entry = result.setdefault(name, {"limit": 0.0, "shed": 0, "shed_seconds": 0})
-                entry["limit"] += float(limit)
             for name, rows in (figures.get("shed") or {}).items():
-                entry = result.setdefault(name, {"limit": 0.0, "shed": 0, "shed_seconds": 0})
+                entry = result.setdefault(name, {"shed": 0, "shed_seconds": 0})
                 for second, count in rows:
                     entry["last_shed"] = max(entry.get("last_shed", 0), second)  # for the cool-down
                     if second > horizon:

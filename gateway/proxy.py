@@ -164,7 +164,8 @@ async def _forward(
         except BaseException:
             upstream.breaker.abandon()  # cancelled: no verdict, and the probe slot must not leak
             raise
-        sample, dropped = time.perf_counter() - started, response.status >= 500
+        # Overload answers only: an endpoint's ordinary 500s say nothing about legacy's capacity.
+        sample, dropped = time.perf_counter() - started, response.status in (502, 503, 504)
         return response
     finally:
         upstream.bulkhead.leave()
@@ -403,7 +404,7 @@ async def _relay_with_verdict(
         rt.metrics.child(rt.metrics.upstream_errors, name, "response_body").inc()
         raise
     except BaseException:
-        breaker.abandon()  # cancelled (the server is shutting down): no verdict on the backend
+        breaker.abandon()  # cancelled (the client left, or shutdown): no verdict on the backend
         raise
     breaker.record(response.status < 500)
     return primary
@@ -424,8 +425,10 @@ async def _relay(
             return None
         kept = {name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers}
         return Observation.of(response.status, kept, body)
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
     try:
+        # Inside the try: a client that leaves while the server waits to write (server.py cancels
+        # the request) must not take the upstream connection and its pool slot with it.
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         async for chunk in response.chunks():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except UpstreamError as exc:

@@ -61,9 +61,11 @@ class Shadow:
         limiter slot the shadow was given."""
         if self.in_flight >= self.max_in_flight:
             work.close()
-            self._count(metrics, route, "dropped")
-            if on_done is not None:
-                on_done()
+            try:
+                self._count(metrics, route, "dropped")
+            finally:
+                if on_done is not None:
+                    on_done()
             return
         self.in_flight += 1
         task = asyncio.create_task(work)

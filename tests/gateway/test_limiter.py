@@ -158,3 +158,13 @@ def test_when_the_limit_grows_every_free_slot_goes_to_a_waiter():
         assert all(await asyncio.gather(*waiting))
 
     asyncio.run(scenario())
+
+
+def test_a_long_overload_does_not_drag_the_baseline_up_to_the_overloaded_latency():
+    clock = Clock()
+    limit = AdaptiveLimit(LimitPolicy(initial_limit=10, min_limit=2), clock=clock)
+    _window(limit, clock, 0.010)
+    for _ in range(600):  # a minute of 0.1 s windows, every one pressed and slow
+        _window(limit, clock, 0.050)
+    assert limit.baseline == pytest.approx(0.010)
+    assert limit.limit == 2, "still protecting after a minute"

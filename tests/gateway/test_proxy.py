@@ -505,3 +505,15 @@ def test_a_shadow_never_takes_legacys_last_slot_or_queues_for_it(rt: Runtime):
         assert limiter.in_flight == 0, "and gives its slot back"
 
     asyncio.run(scenario())
+
+
+def test_an_endpoints_ordinary_500s_do_not_shrink_legacys_limit(rt: Runtime):
+    limiter = AdaptiveLimit(LimitPolicy(initial_limit=10, window_seconds=1e-9, min_samples=1))
+    rt.upstreams["legacy"].limiter = limiter
+    pool(rt, "legacy").script = lambda *_: _json(500, b'{"error":{}}')
+    for _ in range(10):  # fewer than the breaker's minimum volume
+        asyncio.run(call(rt, "GET", "/api/v1/items/1"))
+    assert limiter.limit >= 10, "a bug's 500 says nothing about legacy's capacity"
+    pool(rt, "legacy").script = lambda *_: _json(503, b'{"error":{}}')
+    asyncio.run(call(rt, "GET", "/api/v1/items/1"))
+    assert limiter.limit < 10, "a 503 is overload"
