@@ -4,13 +4,11 @@ Redis tests use the real Redis at 127.0.0.1:6379, database 15."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from flags.model import Override
 from flags.overrides import (
@@ -22,27 +20,17 @@ from flags.overrides import (
     OverrideStore,
     RedisOverrideStore,
 )
-from tests.conftest import require_service
+from tests.support.redis_db import TEST_REDIS_URL, clean_redis
 from tests.support.waiting import eventually
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = TEST_REDIS_URL
 LEASE = "lease-test"
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-        reachable = True
-    except redis.RedisError:
-        reachable = False
-    require_service(reachable, f"Redis at {REDIS_URL}")
-    keys = (HASH_KEY, AUDIT_STREAM, LEASE_PREFIX + LEASE)
-    client.delete(*keys)
-    yield REDIS_URL
-    client.delete(*keys)
-    client.close()
+    with clean_redis(HASH_KEY, AUDIT_STREAM, LEASE_PREFIX + LEASE):
+        yield REDIS_URL
 
 
 @pytest.fixture(params=["file", "redis"])

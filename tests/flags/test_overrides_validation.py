@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +18,10 @@ from flags.cli import app
 from flags.model import MAX_TTL_SECONDS, AuditEntry, InvalidOverride, Override
 from flags.overrides import AUDIT_STREAM, HASH_KEY, FileOverrideStore, OverrideStoreError, RedisOverrideStore
 from flags.settings import ensure_flags_file, load_flags_settings
-from tests.conftest import require_service
+from tests.support.redis_db import TEST_REDIS_URL, clean_redis
 from tests.support.waiting import eventually
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = TEST_REDIS_URL
 NOW = 1_800_000_000.0
 GOOD = {"route": "reviews.list", "backend": "candidate", "reason": "canary", "actor": "ops"}
 
@@ -207,16 +206,8 @@ def test_flagctl_release_with_an_oversized_reason_writes_nothing(flagctl):
 
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        reachable = bool(client.ping())
-    except redis.RedisError:
-        reachable = False
-    require_service(reachable, f"Redis at {REDIS_URL}")
-    client.delete(HASH_KEY, AUDIT_STREAM)
-    yield client
-    client.delete(HASH_KEY, AUDIT_STREAM)
-    client.close()
+    with clean_redis(HASH_KEY, AUDIT_STREAM) as client:
+        yield client
 
 
 def test_the_redis_store_skips_a_bad_hash_entry_and_a_bad_stream_entry(redis_client):

@@ -12,32 +12,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from flags.model import Override
 from flags.overrides import AUDIT_STREAM, HASH_KEY, OverrideStoreError, RedisOverrideStore
-from tests.conftest import require_service
 from tests.support.override_worker import start_workers, stop_workers
+from tests.support.redis_db import TEST_REDIS_URL, clean_redis
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = TEST_REDIS_URL
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-        reachable = True
-    except redis.RedisError:
-        reachable = False
-    require_service(reachable, f"Redis at {REDIS_URL}")
-    client.delete(HASH_KEY, AUDIT_STREAM)
-    yield REDIS_URL
-    client.delete(HASH_KEY, AUDIT_STREAM)
-    client.close()
+    with clean_redis(HASH_KEY, AUDIT_STREAM):
+        yield REDIS_URL
 
 
 def override(route: str, backend: str = "candidate", **extra) -> Override:

@@ -17,7 +17,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import redis
 from starlette.testclient import TestClient
 
 from flags import Flags
@@ -42,11 +41,11 @@ from gateway.routes import RouteTableError, build_table, load_table
 from gateway.runtime import Routing, Runtime, build_upstreams
 from gateway.settings import DEFAULT_ROUTES_FILE, load_settings
 from gateway.shadow import Shadow
-from tests.conftest import require_service
+from tests.support.redis_db import TEST_REDIS_URL, clean_redis
 from tests.support.waiting import eventually
 
 URLS = {name: "http://127.0.0.1:9" for name in ("legacy", "reviews", "recommendations")}
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = TEST_REDIS_URL
 ROUTE = "reviews.summary"
 ADMIN_TOKEN = "autopilot-test-admin-token"
 NOW = 1_800_000_000.0
@@ -423,18 +422,8 @@ def test_a_decider_that_takes_over_starts_the_cool_down_afresh(tmp_path, clock):
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-        reachable = True
-    except redis.RedisError:
-        reachable = False
-    require_service(reachable, f"Redis at {REDIS_URL}")
-    keys = (HASH_KEY, AUDIT_STREAM, LEASE_PREFIX + LEASE_NAME)
-    client.delete(*keys)
-    yield REDIS_URL
-    client.delete(*keys)
-    client.close()
+    with clean_redis(HASH_KEY, AUDIT_STREAM, LEASE_PREFIX + LEASE_NAME):
+        yield REDIS_URL
 
 
 @pytest.mark.parametrize("kind", ["file", "redis"])
