@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flags.model import MAX_TTL_SECONDS, AuditEntry, Override
 from flags.overrides import OverrideConflict, OverrideStoreError
 from gateway.live import PARITY_WINDOW_SECONDS, WINDOW_SECONDS, LiveStats
+from gateway.table_fields import typed_values
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -98,21 +99,8 @@ class AutopilotPolicy:
     def from_table(cls, raw: Mapping[str, Any]) -> AutopilotPolicy:
         """From the route table's ``[autopilot]``: unknown keys, wrong types and values out of range
         are refused, every problem named at once."""
-        fields = cls.__dataclass_fields__
-        problems = [f"unknown setting {name!r}" for name in sorted(set(raw) - set(fields))]
-        values: dict[str, Any] = {}
-        for name, value in raw.items():
-            kind = fields[name].type if name in fields else None
-            if kind is None:
-                continue
-            if kind == "bool" and not isinstance(value, bool):
-                problems.append(f"{name} must be true or false, got {value!r}")
-            elif kind != "bool" and (isinstance(value, bool) or not isinstance(value, int | float)):
-                problems.append(f"{name} must be a number, got {value!r}")
-            elif kind == "int" and not isinstance(value, int):
-                problems.append(f"{name} must be a whole number, got {value!r}")
-            else:
-                values[name] = float(value) if kind == "float" else value
+        values, unknown, wrong = typed_values(cls, raw)
+        problems = [f"unknown setting {name!r}" for name in unknown] + wrong
         try:
             policy = cls(**values)
         except AutopilotConfigError as exc:

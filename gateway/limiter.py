@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.table_fields import typed_values
+
 
 class LimitConfigError(ValueError):
     """A limiter setting is out of range; the message names it."""
@@ -77,20 +79,11 @@ class LimitPolicy:
     @classmethod
     def from_table(cls, raw: dict[str, Any], where: str) -> LimitPolicy:
         """From a route table's ``limiter = {…}``; unknown keys and wrong types are refused."""
-        fields = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - fields - {"enabled"})
+        values, unknown, wrong = typed_values(cls, raw, skip=frozenset({"enabled"}))
         if unknown:
             raise LimitConfigError(f"{where}: unknown limiter setting(s) {', '.join(unknown)}")
-        values: dict[str, Any] = {}
-        for name, value in raw.items():
-            if name == "enabled":
-                continue
-            expected = cls.__dataclass_fields__[name].type
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise LimitConfigError(f"{where}: limiter.{name} must be a number, got {value!r}")
-            if expected == "int" and not isinstance(value, int):
-                raise LimitConfigError(f"{where}: limiter.{name} must be a whole number, got {value!r}")
-            values[name] = value
+        if wrong:
+            raise LimitConfigError(f"{where}: limiter.{wrong[0]}")
         try:
             return cls(**values)
         except LimitConfigError as exc:
