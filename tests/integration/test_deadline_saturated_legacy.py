@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-import identity
 from tests.gateway.conftest import SECRET, _gateway
 from tests.support.servers import free_port, legacy_env, legacy_server, manage
+from tests.support.signing import signed
 from tests.support.waiting import eventually
 
 ROUTES = Path(__file__).parents[2] / "gateway" / "routes.toml"
@@ -83,15 +83,13 @@ def _raw(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> 
 
 
 def _signed(method: str, target: str, body: bytes = b"", deadline: int | None = None) -> dict[str, str]:
-    path, _, query = target.partition("?")
-    return identity.sign(
+    return signed(
         SECRET,
-        method=method,
-        path=path,
-        query=query,
-        body=body,
+        method,
+        target,
         user_id=USER_ID,
         scopes="user",
+        body=body,
         request_id=f"sat-{time.monotonic_ns()}",
         deadline=deadline,
     )

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import identity
 from tests.support.servers import legacy_env, legacy_server, manage
+from tests.support.signing import signed
 
 SECRET = "integration-identity-secret"
 
@@ -62,16 +62,8 @@ def test_head_has_headers_but_no_body(legacy):
 def _assertion(
     path: str, user_id: str, *, method: str = "GET", query: str = "", body: bytes = b""
 ) -> dict[str, str]:
-    return identity.sign(
-        SECRET,
-        method=method,
-        path=path,
-        query=query,
-        body=body,
-        user_id=user_id,
-        scopes="user",
-        request_id="it-1",
-    )
+    target = f"{path}?{query}" if query else path
+    return signed(SECRET, method, target, user_id=user_id, scopes="user", body=body, request_id="it-1")
 
 
 def test_assertion_is_checked_against_the_raw_path(legacy):

@@ -14,10 +14,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-import identity
 from legacy_django.common.signing_keys import get_key_store
 from legacy_django.seed import data
 from legacy_django.seed.management.commands.seed import seed
+from tests.support.signing import signed
 
 DEMO = [username for username, _ in data.DEMO_USERS]
 
@@ -100,15 +100,13 @@ def assertion_headers(
 ) -> dict[str, str]:
     """Headers the gateway would add for ``target`` (path and raw query) and ``body`` (none for a
     GET), signed with the monolith's secret."""
-    path, _, query = target.partition("?")
-    return identity.sign(
+    return signed(
         settings.IDENTITY_SECRET,
-        method=method,
-        path=path,
-        query=query,
-        body=body,
+        method,
+        target,
         user_id=user,
         scopes=scopes,
+        body=body,
         request_id=kwargs.pop("request_id", "req-test-1"),
         **kwargs,
     )

@@ -12,11 +12,11 @@ from contextlib import contextmanager
 import pytest
 from starlette.testclient import TestClient
 
-import identity
 from services.common.settings import load_settings
 from services.reviews import queries
 from services.reviews.app import create_app
 from tests.support.servers import seeded_copies
+from tests.support.signing import signed
 
 SECRET = "service-test-secret"
 
@@ -52,18 +52,7 @@ def test_a_bearer_token_is_not_an_identity(client):
 
 def _signed(method: str, target: str, user_id: str = "2", body: bytes = b"") -> dict[str, str]:
     """The gateway's headers for ``target`` (path and raw query) and ``body``."""
-    path, _, query = target.partition("?")
-    scopes = "user" if user_id else ""
-    return identity.sign(
-        SECRET,
-        method=method,
-        path=path,
-        query=query,
-        body=body,
-        user_id=user_id,
-        scopes=scopes,
-        request_id="t-1",
-    )
+    return signed(SECRET, method, target, user_id=user_id, body=body)
 
 
 def _json(data: dict[str, object]) -> bytes:

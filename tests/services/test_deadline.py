@@ -17,6 +17,7 @@ import identity
 from services.common.settings import load_settings
 from services.reviews.app import create_app
 from tests.support.servers import seeded_copies
+from tests.support.signing import signed
 
 SECRET = "service-deadline-secret"
 REVIEWS = "/api/v1/reviews"
@@ -55,15 +56,12 @@ def _now_ms() -> int:
 
 
 def _signed(method: str, target: str, user_id: str, body: bytes = b"", **kwargs: Any) -> dict[str, str]:
-    path, _, query = target.partition("?")
-    return identity.sign(
+    return signed(
         SECRET,
-        method=method,
-        path=path,
-        query=query,
-        body=body,
+        method,
+        target,
         user_id=user_id,
-        scopes="user" if user_id else "",
+        body=body,
         request_id=kwargs.pop("request_id", "d-1"),
         **kwargs,
     )
