@@ -183,11 +183,15 @@ async def metrics(request: Request) -> Response:
     return Response(_runtime(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _route_rows(rt: Runtime, last: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Every route's row; ``last`` (route → its newest audit entry) is read from the store by the
-    caller, off the event loop: nothing here does I/O on the store."""
+def _route_rows(
+    rt: Runtime,
+    last: Mapping[str, dict[str, Any]] | None = None,
+    live: Mapping[str, dict[str, dict[str, float]]] | None = None,
+) -> list[dict[str, Any]]:
+    """Every route's row; ``last`` (route → its newest audit entry) and ``live`` (every worker's
+    traffic, ``LiveStats.snapshot``) are read by the caller off the event loop: nothing here does I/O."""
     last = last or {}
-    live = rt.live.snapshot()
+    live = live or {}
     rows = []
     for route in rt.table.routes:
         state = rt.flags.describe(route.id)
@@ -225,9 +229,10 @@ async def admin(request: Request) -> Response:
     try:
         if action == "routes" and request.method == "GET":
             trail = await _store(request, lambda: rt.flags.overrides.audit(limit=MAX_AUDIT_LIMIT))
-            return JSONResponse(
-                {"routes": _route_rows(rt, {entry.route: entry.to_json() for entry in trail})}
-            )
+            # The other workers' live files are read and parsed in a thread, not on the event loop.
+            live = await asyncio.to_thread(rt.live.snapshot, rt.live.own_figures())
+            last = {entry.route: entry.to_json() for entry in trail}
+            return JSONResponse({"routes": _route_rows(rt, last, live)})
         if action == "audit" and request.method == "GET":
             limit = _limit(request.query_params.get("limit", "50"))
             if limit is None:

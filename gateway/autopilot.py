@@ -300,9 +300,13 @@ def _move(policy: AutopilotPolicy, legacy: LegacyFigures, figures: RouteFigures,
 
 def _read_live(
     live: LiveStats, policy: AutopilotPolicy, own: dict[str, Any]
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]]]:
-    """Every worker's shedding and shadow results (file reads and JSON: run in a thread)."""
-    return live.clusters(policy.shed_window_seconds + 1, own=own), live.shadow_results(own=own)
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]], dict[str, dict[str, dict[str, float]]]]:
+    """Every worker's shedding, shadow results and traffic (file reads and JSON: run in a thread)."""
+    return (
+        live.clusters(policy.shed_window_seconds + 1, own=own),
+        live.shadow_results(own=own),
+        live.snapshot(own),
+    )
 
 
 async def gather(
@@ -315,8 +319,8 @@ async def gather(
     from the live figures: since the newest second legacy shed in, or ``WINDOW_SECONDS`` (they keep a
     minute) when it shed in none; the decider adds its memory."""
     routing = rt.routing
-    own = rt.live.decider_figures()
-    clusters, shadow = await asyncio.to_thread(_read_live, rt.live, policy, own)
+    own = rt.live.own_figures()
+    clusters, shadow, traffic = await asyncio.to_thread(_read_live, rt.live, policy, own)
     cluster = clusters.get(routing.table.default_cluster, {})
     last_shed = cluster.get("last_shed")
     calm_seconds = now - (last_shed + 1) if last_shed else float(WINDOW_SECONDS)
@@ -325,7 +329,6 @@ async def gather(
         shed_seconds=int(cluster.get("shed_seconds", 0)),
         calm_seconds=min(max(calm_seconds, 0.0), float(WINDOW_SECONDS)),
     )
-    traffic = rt.live.snapshot()  # route → backend → figures over the last minute, every worker
     # What legacy *served*: its shed and failed requests (5xx, recorded under legacy too) are not
     # capacity, they are demand it could not carry.
     served = sum(

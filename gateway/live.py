@@ -67,11 +67,12 @@ class LiveStats:
     def _own_shadow(self, horizon: int) -> dict[str, list[list[int]]]:
         return {route: [row for row in rows if row[0] > horizon] for route, rows in self._shadow.items()}
 
-    def decider_figures(self) -> dict[str, Any]:
-        """This worker's shed counts and shadow results, copied on the loop that records them, for
+    def own_figures(self) -> dict[str, Any]:
+        """This worker's figures, copied on the loop that records them, for ``snapshot``,
         ``clusters`` and ``shadow_results`` to sum with the other workers' files in a thread."""
         now = int(time.time())
         return {
+            "series": self._own(now - WINDOW_SECONDS),
             "clusters": self._own_clusters(now - WINDOW_SECONDS),
             "shadow": self._own_shadow(now - PARITY_WINDOW_SECONDS),
         }
@@ -81,7 +82,7 @@ class LiveStats:
     ) -> dict[str, dict[str, int]]:
         """route → {match, mismatch, error} over about the last ``seconds`` (whole 10 s buckets),
         summed over every worker: the parity evidence the autopilot weighs. With ``own``
-        (``decider_figures``) it reads only files: safe in a thread."""
+        (``own_figures``) it reads only files: safe in a thread."""
         horizon = int(time.time()) - seconds
         result: dict[str, dict[str, int]] = {}
         own = own or {"shadow": self._own_shadow(horizon)}
@@ -198,12 +199,13 @@ class LiveStats:
                 continue  # being replaced or half-written: the next poll reads it
         return workers
 
-    def snapshot(self) -> dict[str, dict[str, dict[str, float]]]:
+    def snapshot(self, own: dict[str, Any] | None = None) -> dict[str, dict[str, dict[str, float]]]:
         """route → backend → {rps, requests, error_rate, p99_ms, workers} over the last minute,
-        summed over every worker (each worker's file is read once)."""
+        summed over every worker (each worker's file is read once). With ``own`` (``own_figures``)
+        it reads only files: safe in a thread."""
         horizon = int(time.time()) - WINDOW_SECONDS
         totals: dict[tuple[str, str], dict[str, Any]] = {}
-        for document in self._workers(horizon):
+        for document in self._workers(horizon, own):
             for key, rows in document["series"].items():
                 route, _, backend = key.partition(" ")
                 rows = [row for row in rows if row[0] > horizon]
@@ -235,7 +237,7 @@ class LiveStats:
         shed_seconds (how many of those seconds shed anything), last_shed (the newest second that
         shed, within the minute kept; absent if none)}: what the
         autopilot reads to tell whether a cluster is being protected right now. With ``own``
-        (``decider_figures``) it reads only files: safe in a thread."""
+        (``own_figures``) it reads only files: safe in a thread."""
         now = int(time.time())
         horizon = now - seconds
         result: dict[str, dict[str, float]] = {}

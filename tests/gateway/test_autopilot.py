@@ -576,6 +576,6 @@ def test_parity_evidence_is_summed_over_every_worker(tmp_path: Path):
     mine.publish()  # this worker's own file is not counted twice
     assert mine.shadow_results()[ROUTE] == {"match": 3, "mismatch": 1, "error": 1}
     # What the decider does: this worker's figures copied on the loop, the files read in a thread.
-    own = mine.decider_figures()
+    own = mine.own_figures()
     assert mine.shadow_results(own=own)[ROUTE] == {"match": 3, "mismatch": 1, "error": 1}
     assert mine.clusters(5, own=own)["legacy"]["shed"] == 1
