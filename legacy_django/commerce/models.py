@@ -1,11 +1,16 @@
 from django.conf import settings
 from django.db import models
 
-from legacy_django.items.models import ItemOption
+from legacy_django.items.models import Item, ItemOption
 
 
 class Order(models.Model):
+    """A placed order: it exists only together with the stock it took (one transaction)."""
+
+    PLACED = "placed"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders")
+    status = models.CharField(max_length=20, default=PLACED)
     total = models.PositiveIntegerField()
     created_at = models.DateTimeField()
 
@@ -21,3 +26,50 @@ class OrderLine(models.Model):
 
     class Meta:
         db_table = "commerce_orderline"
+
+
+class TimeDeal(models.Model):
+    """Some options of an item go on sale at ``opens_at`` (until ``closes_at``, if set).
+
+    The deal sells its options' own stock: ``python -m legacy_django timedeal create`` makes a new
+    item whose options hold the deal's stock; ``TimeDealOption.initial_stock`` records what each
+    started with. Before ``opens_at`` (and after ``closes_at``) ordering one of them is a 409.
+    """
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    opens_at = models.DateTimeField()
+    closes_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "commerce_timedeal"
+
+
+class TimeDealOption(models.Model):
+    deal = models.ForeignKey(TimeDeal, on_delete=models.CASCADE, related_name="options")
+    option = models.OneToOneField(ItemOption, on_delete=models.CASCADE, related_name="+")
+    initial_stock = models.PositiveIntegerField()
+
+    class Meta:
+        db_table = "commerce_timedealoption"
+
+
+class IdempotentRequest(models.Model):
+    """The first answer to an ``Idempotency-Key``, written in the same transaction as the order.
+
+    (user, key) is unique: of two concurrent requests with the same key one inserts the row, the
+    other waits for it (PostgreSQL) or finds it (SQLite) and answers what the first answered.
+    ``fingerprint`` is the SHA-256 of the request body; ``response`` the exact JSON sent back.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField()
+    response = models.TextField()
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, null=True, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "commerce_idempotentrequest"
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotent_request_user_key")]

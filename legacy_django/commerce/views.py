@@ -1,10 +1,12 @@
+import hashlib
+
 from django.http import HttpRequest, HttpResponse
 
-from legacy_django.commerce.selectors import order_json, order_list_for_user
-from legacy_django.commerce.services import order_place
+from legacy_django.commerce.selectors import order_get_for_user, order_list_for_user
+from legacy_django.commerce.services import order_place, parse_idempotency_key
 from legacy_django.common.auth import require_user
 from legacy_django.common.pagination import pagination, parse_page_request
-from legacy_django.common.params import parse_json_object
+from legacy_django.common.params import parse_id, parse_json_object
 from legacy_django.common.responses import json_response
 from legacy_django.users.selectors import user_get_active
 
@@ -18,5 +20,17 @@ def list_orders(request: HttpRequest) -> HttpResponse:
 
 def create_order(request: HttpRequest) -> HttpResponse:
     user = user_get_active(require_user(request))
-    order = order_place(user.pk, parse_json_object(request))
-    return json_response(order_json(order), status=201, headers={"Location": f"/api/v1/orders/{order.pk}"})
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    data = parse_json_object(request)
+    placed = order_place(
+        user.pk, data, idempotency_key=key, fingerprint=hashlib.sha256(request.body).hexdigest()
+    )
+    headers = {"Location": f"/api/v1/orders/{placed.order_id}"}
+    if placed.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(placed.body, status=201, headers=headers)
+
+
+def detail(request: HttpRequest, order_id: str) -> HttpResponse:
+    user_id = require_user(request)
+    return json_response(order_get_for_user(user_id, parse_id(order_id, "order_id")))

@@ -2,7 +2,7 @@
 
 Hierarchy::
 
-    ApiError(status, code, message, fields=None, headers=None)
+    ApiError(status, code, message, fields=None, headers=None, extra=None)
         BadRequest             400 bad_request       (malformed JSON, unreadable body)
         ValidationFailed       400 validation_error  (with ``fields``)
         Unauthenticated        401 unauthenticated   (WWW-Authenticate: Bearer)
@@ -10,15 +10,20 @@ Hierarchy::
         Forbidden              403 forbidden
         NotFound               404 not_found
         MethodNotAllowed       405 method_not_allowed (Allow: ...)
-        Conflict               409 conflict
+        Conflict               409 conflict          (subclasses may name another code)
         PayloadTooLarge        413 payload_too_large
         UnsupportedMediaType   415 unsupported_media_type
         DeadlineExceeded       503 deadline_exceeded (Retry-After: 1)
+        Unavailable            503 unavailable       (Retry-After: 1; nothing was written)
+
+``extra`` adds endpoint-specific keys to the envelope's ``error`` object (``option_ids`` of a
+``sold_out``, say), after the standard ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class ApiError(Exception):
@@ -31,11 +36,13 @@ class ApiError(Exception):
         *,
         fields: dict[str, list[str]] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields
         self.headers = headers or {}
+        self.extra = extra or {}
 
 
 class BadRequest(ApiError):
@@ -114,3 +121,14 @@ class DeadlineExceeded(ApiError):
             "The request waited too long to be served and was not processed; retry shortly.",
             headers={"Retry-After": "1"},
         )
+
+
+class Unavailable(ApiError):
+    """The database could not finish the request now (a lock timeout, a deadlock, a lost connection):
+    the transaction was rolled back, so nothing was written and a retry is safe."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})

@@ -32,16 +32,23 @@ def no_content() -> HttpResponse:
     return response
 
 
-def error_body(code: str, message: str, request_id: str, fields: dict[str, list[str]] | None = None) -> dict:
+def error_body(
+    code: str,
+    message: str,
+    request_id: str,
+    fields: dict[str, list[str]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict:
     error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
     if fields:
         error["fields"] = fields
+    error.update(extra or {})
     return {"error": error}
 
 
 def error_response(error: ApiError, request_id: str) -> HttpResponse:
     return json_response(
-        error_body(error.code, error.message, request_id, error.fields),
+        error_body(error.code, error.message, request_id, error.fields, error.extra),
         status=error.status,
         headers=error.headers,
     )

@@ -17,11 +17,13 @@ class Category(models.Model):
 
 
 class Item(models.Model):
-    """A product. Prices are whole won. Stock is the sum of its options' stock.
+    """A product. Prices are whole won.
 
-    ``review_count`` and ``rating_total`` are counters kept by the reviews app in
-    the same transaction as each review write, so item lists and recommendations
-    need no join on reviews.
+    ``stock`` is the sum of its options' stock, kept equal to it by every write that changes
+    either (``items.services.item_create``, ``commerce.services.order_place``, the seed) in the
+    same transaction; a purchase locks options before the item (ADR 0015). ``review_count`` and
+    ``rating_total`` are counters kept by the reviews app in the same transaction as each review
+    write, so item lists and recommendations need no join on reviews.
     """
 
     name = models.CharField(max_length=200)
@@ -31,6 +33,7 @@ class Item(models.Model):
     discount_rate = models.PositiveSmallIntegerField(default=0)
     review_count = models.PositiveIntegerField(default=0)
     rating_total = models.PositiveIntegerField(default=0)
+    stock = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()
 
     class Meta:

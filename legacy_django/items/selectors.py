@@ -1,12 +1,12 @@
-"""Reads of items: summaries for lists, detail with options. Stock is always the sum of option stock."""
+"""Reads of items: summaries for lists, detail with options. An item's stock is its ``stock`` column,
+which every write keeps equal to the sum of its options' stock (see ``Item``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 
 from legacy_django.common.errors import NotFound
 from legacy_django.common.pagination import PageRequest
@@ -14,14 +14,8 @@ from legacy_django.common.responses import average
 from legacy_django.items.models import Item, ItemOption
 
 
-def _with_stock(queryset: QuerySet[Item]) -> QuerySet[Item]:
-    option_stock = (
-        ItemOption.objects.filter(item=OuterRef("pk"))
-        .values("item")
-        .annotate(total=Sum("stock"))
-        .values("total")
-    )
-    return queryset.select_related("brand", "category").annotate(stock=Coalesce(Subquery(option_stock), 0))
+def _with_names(queryset: QuerySet[Item]) -> QuerySet[Item]:
+    return queryset.select_related("brand", "category")
 
 
 def sale_price(price: int, discount_rate: int) -> int:
@@ -29,7 +23,7 @@ def sale_price(price: int, discount_rate: int) -> int:
 
 
 def item_summary(item: Item) -> dict[str, Any]:
-    """The item shape every list uses. ``item`` must come from a ``_with_stock`` queryset."""
+    """The item shape every list uses. ``item`` should come from a ``_with_names`` queryset."""
     return {
         "id": item.pk,
         "name": item.name,
@@ -40,7 +34,7 @@ def item_summary(item: Item) -> dict[str, Any]:
         "sale_price": sale_price(item.price, item.discount_rate),
         "rating_average": average(item.rating_total, item.review_count),
         "review_count": item.review_count,
-        "in_stock": item.stock > 0,  # type: ignore[attr-defined]
+        "in_stock": item.stock > 0,
     }
 
 
@@ -58,7 +52,7 @@ def item_get(item_id: int) -> Item:
 def item_summaries(item_ids: Iterable[int]) -> list[dict[str, Any]]:
     """Summaries in the order of ``item_ids``."""
     ids = list(item_ids)
-    by_id = {item.pk: item for item in _with_stock(Item.objects.filter(pk__in=ids))}
+    by_id = {item.pk: item for item in _with_names(Item.objects.filter(pk__in=ids))}
     return [item_summary(by_id[item_id]) for item_id in ids if item_id in by_id]
 
 
@@ -67,24 +61,32 @@ def item_list(page: PageRequest, category: str | None) -> tuple[list[dict[str, A
     if category:
         queryset = queryset.filter(category__slug=category)
     total = queryset.count()
-    rows = _with_stock(queryset.order_by("id"))[page.offset : page.offset + page.size]
+    rows = _with_names(queryset.order_by("id"))[page.offset : page.offset + page.size]
     return [item_summary(item) for item in rows], total
 
 
 def item_detail(item_id: int) -> dict[str, Any]:
-    item = _with_stock(Item.objects.filter(pk=item_id)).first()
+    item = _with_names(Item.objects.filter(pk=item_id)).first()
     if item is None:
         raise NotFound(f"Item {item_id} does not exist.")
     options = [
         {"id": option.pk, "name": option.name, "stock": option.stock}
         for option in item.options.order_by("id")
     ]
-    return {**item_summary(item), "stock": item.stock, "options": options}  # type: ignore[attr-defined]
+    return {**item_summary(item), "stock": item.stock, "options": options}
 
 
 def in_stock_candidates(*, category_id: int | None = None) -> list[tuple[int, int, int, int, int]]:
     """(id, category_id, brand_id, price, review_count) of every item with stock, for rankers."""
-    queryset = _with_stock(Item.objects.all()).filter(stock__gt=0)
+    queryset = Item.objects.filter(stock__gt=0)
     if category_id is not None:
         queryset = queryset.filter(category_id=category_id)
     return list(queryset.values_list("id", "category_id", "brand_id", "price", "review_count"))
+
+
+def option_item_prices(option_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """option id -> (its item's id, the item's sale price) for the options that exist."""
+    rows = ItemOption.objects.filter(pk__in=list(option_ids)).values_list(
+        "id", "item_id", "item__price", "item__discount_rate"
+    )
+    return {option_id: (item_id, sale_price(price, rate)) for option_id, item_id, price, rate in rows}

@@ -81,6 +81,13 @@ SENTENCES_EN = [
     "Lighter and sturdier than I expected.",
 ]
 RATING_WEIGHTS = [4, 6, 15, 35, 40]  # ratings 1..5
+# One time deal, open since an hour before BASE_TIME, on an item of its own after the catalogue.
+TIME_DEAL_NAME = "타임딜 Time Deal Wireless Earbuds"
+TIME_DEAL_OPTIONS = ["Black", "White", "Navy", "그레이 Gray"]
+TIME_DEAL_STOCK = 100
+TIME_DEAL_PRICE = 89000
+TIME_DEAL_DISCOUNT = 50
+TIME_DEAL_CATEGORY = "digital"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

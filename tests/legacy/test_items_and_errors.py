@@ -41,9 +41,11 @@ def test_search_finds_by_name_and_brand(api):
 
 def test_order_placement_takes_stock_and_is_listed(api):
     option = ItemOption.objects.filter(stock__gte=2).order_by("id").first()
-    response = api.post("/api/v1/orders", {"option_id": option.pk, "quantity": 2}, user="demo1")
+    item_stock = Item.objects.get(pk=option.item_id).stock
+    response = api.post("/api/v1/orders", {"lines": [{"option_id": option.pk, "quantity": 2}]}, user="demo1")
     assert response.status_code == 201
     assert ItemOption.objects.get(pk=option.pk).stock == option.stock - 2
+    assert Item.objects.get(pk=option.item_id).stock == item_stock - 2
     order_id = response.json()["id"]
     assert order_id in [o["id"] for o in api.get("/api/v1/orders?size=100", user="demo1").json()["items"]]
 
@@ -51,9 +53,13 @@ def test_order_placement_takes_stock_and_is_listed(api):
 def test_order_beyond_stock_is_409_and_takes_nothing(api):
     option = ItemOption.objects.filter(stock__lt=20).order_by("id").first()
     orders = Order.objects.count()
-    assert_error(
-        api.post("/api/v1/orders", {"option_id": option.pk, "quantity": 20}, user="demo1"), 409, "conflict"
+    error = assert_error(
+        api.post("/api/v1/orders", {"lines": [{"option_id": option.pk, "quantity": 20}]}, user="demo1"),
+        409,
+        "sold_out",
+        extra={"option_ids"},
     )
+    assert error["option_ids"] == [option.pk]
     assert ItemOption.objects.get(pk=option.pk).stock == option.stock
     assert Order.objects.count() == orders
 

@@ -50,7 +50,7 @@ def test_a_sane_body_still_works_on_each_endpoint(api) -> None:
     }
     option = ItemOption.objects.filter(stock__gt=0).first()
     assert option is not None
-    order = api.post("/api/v1/orders", {"option_id": option.pk, "quantity": 1}, user="demo4")
+    order = api.post("/api/v1/orders", {"lines": [{"option_id": option.pk, "quantity": 1}]}, user="demo4")
     assert order.status_code == 201, order.content
     token = api.post("/api/v1/auth/token", {"username": "demo4", "password": data.DEMO_PASSWORD})
     assert token.status_code == 200

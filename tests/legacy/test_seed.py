@@ -21,7 +21,8 @@ def test_build_is_the_same_every_time():
 
 def test_large_scale_sizes():
     counts = {model.__name__: len(objects) for model, objects in build(data.SCALES["large"])}
-    assert counts["Item"] == 500
+    assert counts["Item"] == 501  # the catalogue and the time deal's item
+    assert counts["TimeDeal"] == 1
     assert counts["User"] == 2005
     assert 18_000 <= counts["Review"] <= 22_000
     assert counts["ViewHistory"] >= 15_000
@@ -30,11 +31,13 @@ def test_large_scale_sizes():
 
 
 def test_seeded_database_is_consistent():
-    # Item counters match the reviews; demo users exist; Korean and English bodies are present.
+    # Item counters match the reviews, item stock the options'; demo users exist; Korean and English
+    # bodies are present.
     for item in Item.objects.all():
         reviews = Review.objects.filter(item=item)
         assert item.review_count == reviews.count()
         assert item.rating_total == (reviews.aggregate(total=Sum("rating"))["total"] or 0)
+        assert item.stock == sum(option.stock for option in item.options.all())
     bodies = list(Review.objects.values_list("body", flat=True))
     assert any(any("\uac00" <= ch <= "\ud7a3" for ch in body) for body in bodies)
     assert any(body.isascii() for body in bodies)

@@ -62,6 +62,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 
+# The order in which a purchase takes stock (ADR 0015). "ordered" (the default and the only one for
+# production): every option by id, then each item once. "naive" reproduces the time-deal incident
+# (option, item, option, item ... in request order: deadlocks on PostgreSQL); it exists only so that
+# bench/timedeal.py measures the "before", and is refused when GATEWAY_ENV=production.
+STOCK_STRATEGY = env_str("LEGACY_STOCK_STRATEGY", "ordered")
+if STOCK_STRATEGY not in {"ordered", "naive"}:
+    raise ImproperlyConfigured(f"LEGACY_STOCK_STRATEGY must be ordered or naive, got {STOCK_STRATEGY!r}")
+if GATEWAY_ENV == "production" and STOCK_STRATEGY != "ordered":
+    raise ImproperlyConfigured("LEGACY_STOCK_STRATEGY=naive is for the benchmark only, never production")
+
 # Auth issuer (RS256 access tokens, JWKS).
 JWT_ISSUER = env_str("JWT_ISSUER", "shop-legacy")
 JWT_AUDIENCE = env_str("JWT_AUDIENCE", "shop-api")

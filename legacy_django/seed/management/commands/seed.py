@@ -14,7 +14,7 @@ from django.core.management.color import no_style
 from django.db import connection, transaction
 
 from legacy_django.activation.models import ViewHistory
-from legacy_django.commerce.models import Order, OrderLine
+from legacy_django.commerce.models import Order, OrderLine, TimeDeal, TimeDealOption
 from legacy_django.items.models import Brand, Category, Item, ItemOption
 from legacy_django.reviews.models import HelpfulVote, Review
 from legacy_django.seed import data
@@ -26,8 +26,8 @@ BATCH = 2000
 class Command(BaseCommand):
     help = (
         "Load deterministic demo data (the same rows every time). Examples:\n"
-        "  seed --scale small      ~100 users, 40 items, ~500 reviews (tests)\n"
-        "  seed --scale large      ~2000 users, 500 items, ~20k reviews (make run, benchmarks)\n"
+        "  seed --scale small      ~100 users, 40 items, ~500 reviews, one open time deal (tests)\n"
+        "  seed --scale large      ~2000 users, 500 items, ~20k reviews, one open time deal (make run)\n"
         "  seed --scale large --reset   wipe the database first"
     )
 
@@ -174,6 +174,32 @@ def _orders(
     return orders, lines
 
 
+def _time_deal(
+    categories: list[Category], items: list[Item], options: list[ItemOption]
+) -> tuple[Item, list[ItemOption], TimeDeal, list[TimeDealOption]]:
+    """The open time deal: an item of its own after the catalogue, options after the others."""
+    category = next(category for category in categories if category.slug == data.TIME_DEAL_CATEGORY)
+    item = Item(
+        id=len(items) + 1,
+        name=data.TIME_DEAL_NAME,
+        brand_id=1,
+        category_id=category.pk,
+        price=data.TIME_DEAL_PRICE,
+        discount_rate=data.TIME_DEAL_DISCOUNT,
+        created_at=data.at(7200),
+    )
+    deal_options = [
+        ItemOption(id=len(options) + n, item_id=item.pk, name=name, stock=data.TIME_DEAL_STOCK)
+        for n, name in enumerate(data.TIME_DEAL_OPTIONS, start=1)
+    ]
+    deal = TimeDeal(id=1, item_id=item.pk, opens_at=data.at(3600), closes_at=None, created_at=data.at(7200))
+    entries = [
+        TimeDealOption(id=n, deal_id=deal.pk, option_id=option.pk, initial_stock=option.stock)
+        for n, option in enumerate(deal_options, start=1)
+    ]
+    return item, deal_options, deal, entries
+
+
 Rows = list[tuple[type, list[Any]]]
 
 
@@ -188,12 +214,19 @@ def build(scale: data.Scale) -> Rows:
     votes = _helpful_votes(rng, users, reviews)
     views = _views(rng, scale, users, items)
     orders, lines = _orders(rng, users, items, options)
+    deal_item, deal_options, deal, deal_entries = _time_deal(categories, items, options)
+    items.append(deal_item)
+    options.extend(deal_options)
+    stock: Counter[int] = Counter()
+    for option in options:
+        stock[option.item_id] += option.stock
     review_count: Counter[int] = Counter(review.item_id for review in reviews)
     rating_total: Counter[int] = Counter()
     for review in reviews:
         rating_total[review.item_id] += review.rating
     for item in items:
         item.review_count, item.rating_total = review_count[item.pk], rating_total[item.pk]
+        item.stock = stock[item.pk]  # always the sum of the item's options' stock
     return [
         (User, users),
         (Category, categories),
@@ -205,6 +238,8 @@ def build(scale: data.Scale) -> Rows:
         (ViewHistory, views),
         (Order, orders),
         (OrderLine, lines),
+        (TimeDeal, [deal]),
+        (TimeDealOption, deal_entries),
     ]
 
 
