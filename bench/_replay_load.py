@@ -20,6 +20,7 @@ from bench._replay_report import Outcome
 CALM_RPS = 40.0
 CLIENT_TIMEOUT_S = 2.0
 MIX = (("list", 60), ("summary", 15), ("home", 15), ("detail", 5), ("create", 5))
+READ_MIX = (("list", 60), ("summary", 15), ("home", 15), ("detail", 5))
 READ_ITEMS = (1, 300)  # reads and writes on separate items: see incident_replay's docstring
 WRITE_ITEMS = (301, 500)
 
@@ -79,6 +80,7 @@ def run(
     mode: str,
     marker: str,
     events: Sequence[tuple[float, str, Callable[[], None]]],
+    mix: Sequence[tuple[str, int]] = MIX,
 ) -> tuple[list[Outcome], dict[str, float], list[float]]:
     """The load from ``start_at`` (monotonic) for ``timeline.seconds``.
 
@@ -86,7 +88,7 @@ def run(
     second, the worst lateness of the generator's own loop in ms (above ~100 ms the clients'
     latencies are partly the generator's).
     """
-    return asyncio.run(_run(gateway, tokens, timeline, start_at, mode, marker, events))
+    return asyncio.run(_run(gateway, tokens, timeline, start_at, mode, marker, events, mix))
 
 
 async def _run(
@@ -97,11 +99,12 @@ async def _run(
     mode: str,
     marker: str,
     events: Sequence[tuple[float, str, Callable[[], None]]],
+    mix: Sequence[tuple[str, int]],
 ) -> tuple[list[Outcome], dict[str, float], list[float]]:
     import aiohttp  # a bench extra: imported here so --help works without it
 
     results: list[Outcome] = []
-    kinds = [name for name, weight in MIX for _ in range(weight)]
+    kinds = [name for name, weight in mix for _ in range(weight)]
     rng = random.Random(7)  # noqa: S311 - the same load mix in every mode, not security
     happened: dict[str, float] = {}
     lag = [0.0] * timeline.seconds
@@ -131,12 +134,13 @@ async def _run(
                     "detail": f"/api/v1/reviews/{rng.randint(1, 20000)}",
                 }[kind]
                 request = session.get(f"{gateway}{path}", headers=headers)
-            served, code = "", ""
+            served, code, retry_after = "", "", ""
             try:
                 async with request as response:
                     data = await response.read()
                     status = response.status
                     served = response.headers.get("X-Served-By", "")
+                    retry_after = response.headers.get("Retry-After", "")
                     if status >= 500:
                         code = _error_code(data)
             except TimeoutError:
@@ -146,7 +150,15 @@ async def _run(
             latency = (time.monotonic() - sent) * 1000
             results.append(
                 Outcome(
-                    sent - start_at, latency, status, kind, served, code, headers["X-Request-Id"], write_id
+                    sent - start_at,
+                    latency,
+                    status,
+                    kind,
+                    served,
+                    code,
+                    headers["X-Request-Id"],
+                    write_id,
+                    retry_after,
                 )
             )
 

@@ -40,6 +40,7 @@ class Outcome(NamedTuple):
     code: str = ""  # a 5xx envelope's error code; client_timeout or the client error for no answer
     request_id: str = ""
     write_id: str = ""  # a create's marker in the review body
+    retry_after: str = ""  # the Retry-After header, if any
 
 
 def classify(outcome: Outcome) -> str:

@@ -32,7 +32,9 @@ when the move is in the override store (flagctl's own start-up is reported apart
 seconds of the spike after the move still miss those bounds (a recovery that does not hold); the
 write check (no duplicates, every 201 in the database, no shed create written); what legacy kept doing
 after the move (bench/_replay_probe.py). Writes bench/results/incident_replay.json and
-incident_replay.png. Needs aiohttp and matplotlib (`make bench-tools`), Redis and PostgreSQL.
+incident_replay.png; with --screenshots also the ops console at the end of each mode
+(console-<mode>.png, Chromium via Playwright). Needs aiohttp and matplotlib (`make bench-tools`),
+Redis and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ import redis
 
 from bench import _replay_load as load
 from bench import _replay_report as report
+from bench._console_shot import console_screenshot
 from bench._replay_probe import LEGACY_LOG_FORMAT, Probe
 from bench._support import (
     PG_BENCH_URL,
@@ -228,7 +231,12 @@ def _check_table(path: Path) -> str | None:
 
 
 def run_mode(
-    mode: Mode, timeline: load.Timeline, env: dict[str, str], tokens: list[str], run_id: str
+    mode: Mode,
+    timeline: load.Timeline,
+    env: dict[str, str],
+    tokens: list[str],
+    run_id: str,
+    screenshot: bool = False,
 ) -> dict[str, Any]:
     """One mode on a fresh stack: the load, the probe, then the figures."""
     table = VAR / f"replay-{mode.key}-routes.toml"
@@ -331,9 +339,16 @@ def run_mode(
         time.sleep(1)  # the last answers, and legacy's log lines for them
         probe.stop()
         moves = _audit(store, wall_start)
+        shot = RESULTS / f"console-{mode.key}.png"
+        unshot = console_screenshot(gateway, env["GATEWAY_ADMIN_TOKEN"], shot) if screenshot else None
     stored = _stored_writes(marker)
     _remove_writes(marker + " %")
-    return _figures(mode, timeline, results, happened, lag, moves, probe, stored, flagctl_done, load_average)
+    figures = _figures(
+        mode, timeline, results, happened, lag, moves, probe, stored, flagctl_done, load_average
+    )
+    if screenshot:
+        figures["console_screenshot"] = unshot or str(shot)
+    return figures
 
 
 def _figures(
@@ -410,6 +425,11 @@ def main() -> int:
     )
     parser.add_argument("--modes", default="abc", help="which modes to run, e.g. 'bc' (default: abc)")
     parser.add_argument("--spike", type=float, default=None, help="spike rate in req/s (default 320)")
+    parser.add_argument(
+        "--screenshots",
+        action="store_true",
+        help="at the end of each mode, a screenshot of the ops console (bench/results/console-<mode>.png)",
+    )
     args = parser.parse_args()
     chosen = [mode for mode in MODES if mode.key in args.modes]
     if not chosen or set(args.modes) - {mode.key for mode in MODES}:
@@ -427,13 +447,14 @@ def main() -> int:
         "REDIS_URL": REDIS_URL,
         "UNLEASH_URL": "",
         "GATEWAY_WORKERS": "2",
+        "GATEWAY_ADMIN_TOKEN": "bench-replay-admin-token",
         "VAR_DIR": str(VAR),
     }
     prepare_database(env, signing_keys=True)
     _remove_writes("spike-%")  # left by a replay that did not finish
     run_id = uuid.uuid4().hex[:8]
     tokens: list[str] = []  # signed in once, on the first stack: the signing key is the same in all
-    modes = [run_mode(mode, timeline, env, tokens, run_id) for mode in chosen]
+    modes = [run_mode(mode, timeline, env, tokens, run_id, args.screenshots) for mode in chosen]
     _clear_store(redis.Redis.from_url(REDIS_URL))
     summary = {
         "legacy_capacity": "gunicorn 1 worker x 2 threads",

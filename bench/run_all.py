@@ -4,9 +4,11 @@
 
 Scenarios (every script in bench/, each runnable alone): proxy overhead vs nginx, legacy vs service
 and gateway vs direct on PostgreSQL, upstream clients, route matching, flag decisions, override
-propagation through Redis and through Unleash, the 8 pm spike replay in three modes. Ratios are
-against baselines measured in the same run. Loopback only; bounded in time (--quick: about 5 min on
-2 cores, 2.5 of them the spike replay). Writes bench/results/summary.md.
+propagation through Redis and through Unleash, the 8 pm spike replay in three modes, legacy at 3x
+its capacity with its adaptive limit off and on, time-deal purchases with the incident's and the
+shipped stock order. Ratios are against baselines measured in the same run. Loopback only; bounded
+in time (--quick: about 7.5 min on 2 cores, 2.5 of them the spike replay, 1.5 the overload, 1 the
+time deal). Writes bench/results/summary.md.
 
 Each script declares what it needs (``NEEDS``: `make bench` depends on `bench-tools` and
 `node-deps` for them) and prepares its database itself; a missing prerequisite fails that
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._replay_report import autopilot_rounds, markdown
 from bench._support import PG_BENCH_URL, RESULTS
+from bench.overload import markdown as overload_markdown
 
 
 def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
@@ -47,6 +50,8 @@ def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
         ("override_propagation", ["bench/override_propagation.py", "--flips", "50" if quick else "100"], {}),
         ("unleash_propagation", ["bench/unleash_propagation.py", "--flips", "6" if quick else "20"], {}),
         ("incident_replay", ["bench/incident_replay.py", *(["--quick"] if quick else [])], {}),
+        ("overload", ["bench/overload.py", *(["--quick"] if quick else ["--runs", "3"])], {}),
+        ("timedeal", ["bench/timedeal.py", *(["--quick"] if quick else [])], {}),
     ]
 
 
@@ -206,6 +211,52 @@ def _summary() -> str:
             *[_after_line(mode) for mode in incident["modes"] if mode.get("after_event")],
             "",
             "![incident replay](incident_replay.png)",
+            "",
+        ]
+    overload = _load("overload")
+    if overload:
+        parts += [
+            f"## Legacy at {overload['factor']:g}x its capacity ({overload['legacy_capacity']}), "
+            "limit off and on",
+            "",
+            "Unloaded p99 and capacity measured in the same run; figures after the first 2 s of each phase.",
+            "",
+            overload_markdown(overload),
+            "",
+        ]
+    timedeal = _load("timedeal")
+    if timedeal:
+        settings = timedeal["settings"]
+        parts += [
+            f"## Time deal: {settings['buyers']} concurrent buyers, PostgreSQL, per stock strategy",
+            "",
+            _table(
+                [
+                    "strategy",
+                    "placed",
+                    "sold out",
+                    "5xx",
+                    "deadlocks",
+                    "p50 ms",
+                    "p99 ms",
+                    "orders/s",
+                    "invariants",
+                ],
+                [
+                    [
+                        r["strategy"],
+                        str(r["placed"]),
+                        str(r["sold_out"]),
+                        str(r["5xx"]),
+                        str(r["deadlocks"]),
+                        f"{r['p50_ms']:.0f}",
+                        f"{r['p99_ms']:.0f}",
+                        f"{r['orders_per_s']:.1f}",
+                        "hold" if r["invariants"]["hold"] else "broken",
+                    ]
+                    for r in timedeal["results"]
+                ],
+            ),
             "",
         ]
     return "\n".join(parts)
