@@ -142,7 +142,10 @@ class AdaptiveLimit:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), wait)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races
+            # the hand-over of a slot; here a cancellation always reaches the except below.
+            async with asyncio.timeout(wait):
+                await asyncio.shield(waiter)
         except TimeoutError:
             if waiter.done() and not waiter.cancelled():
                 return True  # handed a slot at the last moment: keep it
