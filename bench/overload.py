@@ -38,6 +38,7 @@ import threading
 import time
 import tomllib
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,10 @@ NEEDS = Needs(modules=("aiohttp",), redis=True, postgres=True)  # taskset: util-
 VAR = ROOT / "var" / "bench"
 WARMUP_S = 2.0  # the limit starts at initial_limit and learns legacy's latency in its first seconds
 CAPACITY_CLIENTS = 8
+# --mix: the replay's reads, or only recommendations.home (legacy ranks every in-stock item in Python:
+# its slowest hot read, so 3x its capacity is a few hundred req/s and the generator and the gateways
+# take a smaller share of their core).
+MIXES: dict[str, tuple[tuple[str, int], ...]] = {"reads": load.READ_MIX, "home": (("home", 1),)}
 
 
 def _path(kind: str, rng: random.Random) -> str:
@@ -78,13 +83,18 @@ def _path(kind: str, rng: random.Random) -> str:
 
 
 async def _closed_loop(
-    gateway: str, tokens: list[str], clients: int, seconds: float, label: str = "warm"
+    gateway: str,
+    tokens: list[str],
+    clients: int,
+    seconds: float,
+    mix: Sequence[tuple[str, int]],
+    label: str = "warm",
 ) -> list[float]:
     """``clients`` each sending the read mix back to back for ``seconds``: every latency in ms (an
     answer other than 2xx/4xx stops the run: the capacity of a backend that fails is not one)."""
     import aiohttp
 
-    kinds = [name for name, weight in load.READ_MIX for _ in range(weight)]
+    kinds = [name for name, weight in mix for _ in range(weight)]
     latencies: list[float] = []
     until = time.monotonic() + seconds
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
@@ -161,7 +171,13 @@ def _spread(values: list[float]) -> dict[str, float] | None:
 
 
 def _overload(
-    gateway: str, tokens: list[str], rps: float, seconds: int, label: str, legacy_log: Path
+    gateway: str,
+    tokens: list[str],
+    rps: float,
+    seconds: int,
+    mix: Sequence[tuple[str, int]],
+    label: str,
+    legacy_log: Path,
 ) -> dict[str, Any]:
     timeline = load.Timeline(
         calm_s=0, ramp_s=0.5, spike_rps=rps, flip_at_s=seconds + 1, spike_end_s=seconds + 1, seconds=seconds
@@ -181,7 +197,7 @@ def _overload(
     sampler = threading.Thread(target=sample_limit, daemon=True)
     sampler.start()
     try:
-        results, _, lag = load.run(gateway, tokens, timeline, start_at, label, "", [], mix=load.READ_MIX)
+        results, _, lag = load.run(gateway, tokens, timeline, start_at, label, "", [], mix=mix)
     finally:
         stop.set()
         sampler.join()
@@ -213,7 +229,12 @@ def _pinned(cpus: set[int]) -> list[str]:
 
 
 def one_run(
-    env: dict[str, str], factor: float, seconds: int, tokens: list[str], limiter: dict[str, float]
+    env: dict[str, str],
+    factor: float,
+    seconds: int,
+    tokens: list[str],
+    limiter: dict[str, float],
+    mix: Sequence[tuple[str, int]],
 ) -> dict[str, Any]:
     """One legacy, two gateways in front of it (legacy's limit off, and on as shipped)."""
     ports = {name: free_port() for name in ("legacy", "off", "on")}
@@ -248,15 +269,15 @@ def one_run(
         }
         if not tokens:
             tokens += load.sign_in(urls["off"], 20)
-        asyncio.run(_closed_loop(urls["off"], tokens, CAPACITY_CLIENTS, 2))  # warm caches and pools
-        asyncio.run(_closed_loop(urls["on"], tokens, 1, 1))
-        unloaded = latency_summary(asyncio.run(_closed_loop(urls["off"], tokens, 1, 8, "unloaded")))
+        asyncio.run(_closed_loop(urls["off"], tokens, CAPACITY_CLIENTS, 2, mix))  # warm caches and pools
+        asyncio.run(_closed_loop(urls["on"], tokens, 1, 1, mix))
+        unloaded = latency_summary(asyncio.run(_closed_loop(urls["off"], tokens, 1, 8, mix, "unloaded")))
         time.sleep(0.5)  # legacy's last log lines
         inside = [
             ms for request_id, ms in _legacy_ms(legacy_log).items() if request_id.startswith("unloaded-")
         ]
         legacy_unloaded = latency_summary(inside)
-        measured = asyncio.run(_closed_loop(urls["off"], tokens, CAPACITY_CLIENTS, 8))
+        measured = asyncio.run(_closed_loop(urls["off"], tokens, CAPACITY_CLIENTS, 8, mix))
         capacity = len(measured) / 8
         offered = round(capacity * factor, 1)
         print(
@@ -268,7 +289,7 @@ def one_run(
         phases = {}
         for name in ("off", "on"):
             time.sleep(3)  # legacy idle again: the previous phase's backlog has drained
-            phases[name] = _overload(urls[name], tokens, offered, seconds, name, legacy_log)
+            phases[name] = _overload(urls[name], tokens, offered, seconds, mix, name, legacy_log)
             _print_phase(f"limit {name}", phases[name], unloaded, legacy_unloaded)
     return {
         "unloaded": unloaded,
@@ -347,6 +368,9 @@ def main() -> int:
     parser.add_argument("--factor", type=float, default=3.0, help="offered load / capacity (default 3)")
     parser.add_argument("--runs", type=int, default=1, help="independent runs, each on a fresh stack")
     parser.add_argument(
+        "--mix", choices=sorted(MIXES), default="reads", help="the replay's reads (default) or home only"
+    )
+    parser.add_argument(
         "--limiter",
         type=_limiter_setting,
         action="append",
@@ -373,7 +397,7 @@ def main() -> int:
     runs = []
     for number in range(1, args.runs + 1):
         print(f"run {number}/{args.runs}", flush=True)
-        run = one_run(env, args.factor, seconds, tokens, limiter)
+        run = one_run(env, args.factor, seconds, tokens, limiter, MIXES[args.mix])
         run["verdict"] = verdict(run)
         runs.append(run)
     met = sum(all(run["verdict"].values()) for run in runs)
@@ -385,6 +409,7 @@ def main() -> int:
     summary = {
         "legacy_capacity": "gunicorn 1 worker x 2 threads",
         "factor": args.factor,
+        "mix": args.mix,
         "limiter_changes": limiter,
         "phase_seconds": seconds,
         "runs": runs,
