@@ -11,7 +11,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/legacy
 NODE_DIR := .cache/node
 NODE_STAMP := $(NODE_DIR)/.installed-stamp
 
-.PHONY: install node-deps browser-deps bench-tools bench run test test-sqlite test-postgres lint format lock clean
+.PHONY: install node-deps browser-deps bench-tools bench run test test-sqlite test-postgres fuzz reliability-report lint format lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,24 @@ bench-tools: install
 # extra, the Unleash server. Each script creates, migrates and seeds its database itself.
 bench: bench-tools node-deps
 	$(BIN)/python bench/run_all.py $(if $(QUICK),--quick,)
+
+# Fuzzing (ADR 0019, fuzz/__init__.py): each parser harness coverage-guided with atheris for FUZZ_SECONDS
+# (new inputs in .cache/fuzz/, a crash stops the run), then schemathesis on its own stack with
+# API_FUZZ_EXAMPLES new requests per operation (make test runs both briefly, the same inputs every run).
+FUZZ_SECONDS ?= 60
+API_FUZZ_EXAMPLES ?= 200
+fuzz: install
+	@for target in $$($(BIN)/python -c 'from fuzz import TARGETS; print(*TARGETS)'); do \
+		echo "== fuzz $$target for $(FUZZ_SECONDS) s"; \
+		$(BIN)/python -m fuzz $$target --seconds $(FUZZ_SECONDS) 2>&1 | grep -E '^(INFO: Seed|Done|==|SUMMARY)|Error|Traceback|crash' ; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+	API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) API_FUZZ_RANDOM=1 $(BIN)/pytest tests/api -q
+
+# The fault scenarios of tests/reliability (also in make test, with their bounds) once more, as the
+# README's Reliability table (~45 s; .cache/reliability.md).
+reliability-report: install
+	$(BIN)/python -m tests.reliability.report
 
 lint: install
 	$(BIN)/ruff check .

@@ -6,9 +6,10 @@ Scenarios (every script in bench/, each runnable alone): proxy overhead vs nginx
 and gateway vs direct on PostgreSQL, upstream clients, route matching, flag decisions, override
 propagation through Redis and through Unleash, the 8 pm spike replay in three modes, legacy at 3x
 its capacity with its adaptive limit off and on, time-deal purchases with the incident's and the
-shipped stock order. Ratios are against baselines measured in the same run. Loopback only; bounded
-in time (--quick: about 7.5 min on 2 cores, 2.5 of them the spike replay, 1.5 the overload, 1 the
-time deal). Writes bench/results/summary.md.
+shipped stock order, a payment provider outage with the distributor and with one provider. Ratios
+are against baselines measured in the same run. Loopback only; bounded in time (--quick: about 8.5
+min on 2 cores, 2.5 of them the spike replay, 1.5 the overload, 1 the time deal, 1 the payment
+outage). Writes bench/results/summary.md.
 
 Each script declares what it needs (``NEEDS``: `make bench` depends on `bench-tools` and
 `node-deps` for them) and prepares its database itself; a missing prerequisite fails that
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench._replay_report import autopilot_rounds, markdown
 from bench._support import PG_BENCH_URL, RESULTS
 from bench.overload import markdown as overload_markdown
+from bench.payment_outage import markdown as payment_outage_markdown
 
 
 def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
@@ -52,6 +54,9 @@ def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
         ("incident_replay", ["bench/incident_replay.py", *(["--quick"] if quick else [])], {}),
         ("overload", ["bench/overload.py", *(["--quick"] if quick else ["--runs", "3"])], {}),
         ("timedeal", ["bench/timedeal.py", *(["--quick"] if quick else [])], {}),
+        ("rollout", ["bench/rollout.py", *(["--quick"] if quick else [])], {}),
+        ("payment_outage", ["bench/payment_outage.py", *(["--quick"] if quick else [])], {}),
+        ("catalog_view", ["bench/catalog_view.py", *(["--quick"] if quick else [])], pg_env),
     ]
 
 
@@ -257,6 +262,32 @@ def _summary() -> str:
                     for r in timedeal["results"]
                 ],
             ),
+            "",
+        ]
+    rollout = _load("rollout")
+    if rollout:
+        healthy, altered = rollout["healthy"], rollout["one_field_on_1_percent"]
+        parts += [
+            f"## Rollout of reviews.summary under {rollout['settings']['rps']:.0f} req/s "
+            f"({' '.join(rollout['settings']['steps'])})",
+            "",
+            f"Healthy candidate: {healthy['state']} in {healthy['seconds']} s, client errors "
+            f"{healthy['clients_before']['errors']} before / {healthy['clients_during']['errors']} during. "
+            f"One field changed on 1 % of answers: {altered['state']} at "
+            f"{altered['rolled_back_at_percent']} % after {altered['after_s']} s and {altered['compared']} "
+            f"compared samples ({altered['first_difference']}).",
+            "",
+        ]
+    outage = _load("payment_outage")
+    if outage:
+        settings = outage["settings"]
+        parts += [
+            f"## Payment provider outage: {settings['payments']} payments at {settings['rate_per_s']:.0f}/s, "
+            "A ok / down / answers lost, then back",
+            "",
+            payment_outage_markdown(outage),
+            "",
+            "![payment outage](payment_outage.png)",
             "",
         ]
     return "\n".join(parts)

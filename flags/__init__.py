@@ -12,12 +12,15 @@
 The hot routes are the routes of the gateway's route table (``ROUTES_FILE``, default the
 shipped ``gateway/routes.toml``), read by ``flags.routes_file``; nothing here lists them again.
 The flag of route ``reviews.list`` is ``route.reviews.list``; enabled means candidate.
-Nothing here knows about HTTP frameworks or the gateway. ``flagctl`` is the CLI.
+Nothing here knows about HTTP frameworks or the gateway. ``flagctl`` is the CLI. The override
+store also holds progressive rollouts (``flags.rollout``: their state and the checks on what a
+person asks for; the gateway judges them) and the leases of the gateway's deciders.
 
 Exceptions: ``FlagsConfigError`` (settings), ``OverrideStoreError`` (a store cannot be
 written or read), ``OverrideConflict`` (a conditional write found the route changed; nothing
 written), ``InvalidOverride`` (an override or audit entry with bad values, a
-``ValueError`` with ``fields``), ``RoutesFileError`` (the route table cannot be read),
+``ValueError`` with ``fields``; ``InvalidRollout`` for a rollout), ``RolloutStateError`` (a
+rollout change its state does not allow), ``RoutesFileError`` (the route table cannot be read),
 ``Unsupported`` (internal: a toggle goes to the reference engine). ``decide`` itself never raises.
 """
 

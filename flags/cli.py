@@ -7,6 +7,9 @@ Examples::
     flagctl flip-all --to candidate --reason "8 pm push spike" --ttl 2h
     flagctl release --all --reason "spike over"
     flagctl audit --since 1h
+    flagctl rollout start reviews.list --steps 1,5,25,50,100 --every 60s --reason "move reviews"
+    flagctl rollout status reviews.list
+    flagctl rollout pause reviews.list --reason "looking at a p99 bump"
 
 The routes are those of the gateway's route table (ROUTES_FILE, default the shipped
 gateway/routes.toml). The store is Redis when REDIS_URL is set (every gateway worker sees a
@@ -30,9 +33,19 @@ from rich.table import Table
 
 from flags.decide import Flags
 from flags.model import AuditEntry, Backend, InvalidOverride, Override, note_problems
-from flags.overrides import OverrideStoreError
+from flags.overrides import OverrideConflict, OverrideStoreError, change_rollout, start_rollouts
 from flags.providers import UnleashProvider
-from flags.routes_file import RoutesFileError, route_ids
+from flags.rollout import (
+    PERSON_CHANGES,
+    READ_METHODS,
+    InvalidRollout,
+    Plan,
+    Rollout,
+    RolloutStateError,
+    parse_steps,
+    route_problems,
+)
+from flags.routes_file import RoutesFileError, route_ids, route_methods
 from flags.settings import FlagsConfigError, FlagsSettings, build_flags, load_flags_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, rich_markup_mode=None, add_completion=False)
@@ -91,7 +104,19 @@ def _when(at: float | None) -> str:
 
 
 # The options that carry the fields flags.model checks (it names them as the admin API does).
-_OPTIONS = {"ttl_seconds": "--ttl", "reason": "--reason", "actor": "--actor", "percent": "--percent"}
+_OPTIONS = {
+    "ttl_seconds": "--ttl",
+    "reason": "--reason",
+    "actor": "--actor",
+    "percent": "--percent",
+    "route": "ROUTE",
+    "steps": "--steps",
+    "every_seconds": "--every",
+    "min_samples": "--min-samples",
+    "min_parity": "--min-parity",
+    "max_error_ratio": "--max-error-ratio",
+    "max_p99_ratio": "--max-p99-ratio",
+}
 
 
 def _invalid(exc: InvalidOverride) -> typer.Exit:
@@ -293,6 +318,214 @@ def audit(
             _when(entry.at), entry.route, entry.actor, entry.reason, show(entry.before), show(entry.after)
         )
     out.print(table)
+
+
+# ---------------------------------------------------------------- rollouts (ADR 0016)
+
+rollout_app = typer.Typer(
+    help="Parity-gated progressive rollouts: the gateway moves a route step by step while every gate "
+    "passes, and back when one fails (docs/runbook.md: Moving a route safely).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(rollout_app, name="rollout")
+Steps = Annotated[str, typer.Option("--steps", help="percent to the candidate per step, e.g. 1,5,25,50,100")]
+Every = Annotated[str, typer.Option("--every", help="each step's window, e.g. 60s, 5m")]
+OneRoute = Annotated[str | None, typer.Argument(metavar="[ROUTE]", help="route id")]
+AllRoutes = Annotated[bool, typer.Option("--all", help="every rollout (start: every read route, in turn)")]
+
+
+def _hot_routes() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The route table's routes, and those a rollout can move (GET/HEAD: their answers are compared)."""
+    try:
+        methods = route_methods(_settings().routes_file)
+    except RoutesFileError as exc:
+        raise _fail(str(exc)) from exc
+    return tuple(methods), tuple(route for route, allowed in methods.items() if allowed <= READ_METHODS)
+
+
+def _plan(
+    steps: str, every: str, min_samples: int, min_parity: float, max_error_ratio: float, max_p99_ratio: float
+) -> Plan:
+    parsed = parse_steps(steps)
+    if parsed is None:
+        raise _fail(f"--steps takes whole percentages separated by commas, e.g. 1,5,25,50,100, not {steps!r}")
+    try:
+        return Plan.create(
+            steps=parsed,
+            every_seconds=_seconds(every, "--every"),
+            min_samples=min_samples,
+            min_parity=min_parity,
+            max_error_ratio=max_error_ratio,
+            max_p99_ratio=max_p99_ratio,
+        )
+    except InvalidRollout as exc:
+        raise _invalid(exc) from exc
+
+
+def _rollouts(flags: Flags) -> dict[str, Rollout]:
+    try:
+        return dict(flags.overrides.rollouts())
+    except OverrideStoreError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _gate_line(rollout: Rollout) -> str:
+    gates = rollout.gates
+    if not gates:
+        return "no window judged yet"
+    parity = gates.get("parity_percent")
+    candidate, legacy = gates.get("candidate") or {}, gates.get("legacy") or {}
+
+    def rate(side: dict[str, Any]) -> str:
+        value = side.get("error_rate_percent")
+        return "–" if value is None else f"{value:.2f} %"
+
+    def p99(side: dict[str, Any]) -> str:
+        value = side.get("p99_ms")
+        return "–" if value is None else f"{value:g} ms"
+
+    return (
+        f"parity {'–' if parity is None else f'{parity:.2f} %'} of {gates.get('compared', 0)} "
+        f"(min {gates.get('min_samples', '?')}); errors cand. {rate(candidate)} vs legacy {rate(legacy)}; "
+        f"p99 cand. {p99(candidate)} vs legacy {p99(legacy)}; {gates.get('window_seconds', 0)} s of "
+        f"{gates.get('every_seconds', 0):g} s counted"
+    )
+
+
+def _show_rollouts(rollouts: list[Rollout], as_json: bool, *, single: bool = False) -> None:
+    if as_json:
+        documents = [rollout.to_json() for rollout in rollouts]
+        out.print_json(json.dumps(documents[0] if single else documents))
+        return
+    table = Table(title=f"Rollouts ({len(rollouts)})")
+    for column in ("route", "state", "% candidate", "step", "gates (current window)", "why"):
+        table.add_column(column)
+    for r in rollouts:
+        step = f"{r.step}/{len(r.plan.steps)} ({','.join(map(str, r.plan.steps))} %)"
+        table.add_row(r.route, r.state, f"{r.percent}%", step, _gate_line(r), r.reason)
+    out.print(table)
+    if single:
+        for entry in rollouts[0].history:
+            line = f"{entry.get('action')}  {entry.get('percent')}%  {entry.get('reason')}"
+            out.print(f"{_when(entry.get('at'))}  {line}", markup=False)
+
+
+@rollout_app.command("start")
+def rollout_start(
+    reason: Reason,
+    steps: Steps,
+    every: Every,
+    route_id: OneRoute = None,
+    all_routes: AllRoutes = False,
+    min_samples: Annotated[int, typer.Option("--min-samples", help="compared answers per window")] = 200,
+    min_parity: Annotated[float, typer.Option("--min-parity", help="percent that must match")] = 99.9,
+    max_error_ratio: Annotated[
+        float, typer.Option("--max-error-ratio", help="candidate error rate <= legacy's x this (+0.1 %)")
+    ] = 1.0,
+    max_p99_ratio: Annotated[
+        float, typer.Option("--max-p99-ratio", help="candidate p99 <= legacy's x this")
+    ] = 1.2,
+    actor: Actor = None,
+    as_json: Json = False,
+) -> None:
+    """Start moving ROUTE (or --all read routes, one after another) to its candidate, step by step."""
+    if (route_id is None) == (not all_routes):
+        raise _fail("name one ROUTE or pass --all")
+    plan = _plan(steps, every, min_samples, min_parity, max_error_ratio, max_p99_ratio)
+    who = _actor(actor)
+    _check_note(who, reason)
+    known, readable = _hot_routes()
+    if route_id is not None:
+        problems = route_problems(route_id, known, readable)
+        if problems:
+            raise _fail(f"ROUTE {route_id!r} {problems['route'][0]}; known: {', '.join(readable)}")
+    routes = list(readable) if all_routes else [str(route_id)]
+    flags = _flags()
+    try:
+        started = start_rollouts(flags.overrides, routes, plan, actor=who, reason=reason, now=time.time())
+    except (InvalidRollout, RolloutStateError) as exc:
+        raise _fail(str(exc)) from exc
+    except OverrideConflict:
+        raise _fail("a rollout or override changed while starting: see `flagctl rollout status`") from None
+    except OverrideStoreError as exc:
+        raise _fail(str(exc)) from exc
+    if all_routes and not as_json:
+        skipped = [route for route in known if route not in readable]
+        if skipped:
+            out.print(f"not rolled out (write routes, never shadowed): {', '.join(skipped)}", markup=False)
+    _show_rollouts(started, as_json)
+
+
+@rollout_app.command("status")
+def rollout_status(route_id: OneRoute = None, as_json: Json = False) -> None:
+    """Every rollout (or ROUTE's): state, percent, step, the gate figures of the window and why."""
+    flags = _flags()
+    rollouts = _rollouts(flags)
+    if route_id is not None:
+        if route_id not in rollouts:
+            raise _fail(f"no rollout of {route_id!r}; rollouts: {', '.join(rollouts) or 'none'}")
+        _show_rollouts([rollouts[route_id]], as_json, single=True)
+        return
+    known = _routes()
+    order = {route: n for n, route in enumerate(known)}
+    _show_rollouts(sorted(rollouts.values(), key=lambda r: order.get(r.route, len(order))), as_json)
+
+
+def _change(route_id: str | None, all_routes: bool, action: str, reason: str, actor: str | None,
+            as_json: bool) -> None:  # fmt: skip
+    accepts, change = PERSON_CHANGES[action]
+    if (route_id is None) == (not all_routes):
+        raise _fail("name one ROUTE or pass --all")
+    who = _actor(actor)
+    _check_note(who, reason)
+    flags = _flags()
+    rollouts = _rollouts(flags)
+    if route_id is not None and route_id not in rollouts:
+        raise _fail(f"no rollout of {route_id!r}; rollouts: {', '.join(rollouts) or 'none'}")
+    targets = [route_id] if route_id is not None else [r for r, x in rollouts.items() if x.state in accepts]
+    if not targets:
+        raise _fail("no rollout in a state this applies to")
+    changed = []
+    for target in targets:
+        try:
+            changed.append(
+                change_rollout(flags.overrides, target, lambda r: change(r, who, reason, time.time()))
+            )
+        except (InvalidRollout, RolloutStateError) as exc:
+            raise _fail(str(exc)) from exc
+        except OverrideStoreError as exc:
+            raise _fail(str(exc)) from exc
+        except OverrideConflict:
+            raise _fail(f"{target}'s rollout kept changing; try again") from None
+    _show_rollouts(changed, as_json)
+
+
+@rollout_app.command("pause")
+def rollout_pause(
+    reason: Reason, route_id: OneRoute = None, all_routes: AllRoutes = False, actor: Actor = None,
+    as_json: Json = False,
+) -> None:  # fmt: skip
+    """Hold ROUTE at its current percent; the gateway stops judging it until it is resumed."""
+    _change(route_id, all_routes, "pause", reason, actor, as_json)
+
+
+@rollout_app.command("resume")
+def rollout_resume(
+    reason: Reason, route_id: OneRoute = None, all_routes: AllRoutes = False, actor: Actor = None,
+    as_json: Json = False,
+) -> None:  # fmt: skip
+    """Carry on from the step it was paused at, with a fresh window (its step's override again)."""
+    _change(route_id, all_routes, "resume", reason, actor, as_json)
+
+
+@rollout_app.command("abort")
+def rollout_abort(
+    reason: Reason, route_id: OneRoute = None, all_routes: AllRoutes = False, actor: Actor = None,
+    as_json: Json = False,
+) -> None:  # fmt: skip
+    """Stop ROUTE's rollout for good and send the route back to legacy at once."""
+    _change(route_id, all_routes, "abort", reason, actor, as_json)
 
 
 def main() -> None:

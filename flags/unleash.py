@@ -278,6 +278,18 @@ def _reference(engine: UnleashEngine, name: str) -> Evaluate:
     return evaluate
 
 
+def _engine(document: Mapping[str, Any]) -> UnleashEngine:
+    """Unleash's engine holding ``document``. A document it cannot read is a ``ValueError`` like any
+    other malformed one (the providers keep the last good toggles), never another exception: one
+    would end the provider's refresh thread for good (found by fuzz/unleash_flags.py)."""
+    engine = UnleashEngine()
+    try:
+        engine.take_state(json.dumps(document))
+    except Exception as exc:  # yggdrasil raises KeyError (a strategy without "name"), its own errors, …
+        raise ValueError(f"the Unleash engine cannot read the document: {exc!r}") from exc
+    return engine
+
+
 def _plain_rollout(feature: Mapping[str, Any]) -> int | None:
     """0 when off, 100 when on for everyone, N for one unconstrained percentage strategy, else None."""
     if not feature.get("enabled"):
@@ -319,8 +331,7 @@ class Toggles:
                 evaluators[name] = compile_toggle(feature)
             except Unsupported:
                 if engine is None:
-                    engine = UnleashEngine()
-                    engine.take_state(json.dumps(document))
+                    engine = _engine(document)
                 evaluators[name] = _reference(engine, name)
                 fallback.add(name)
         return cls(evaluators=evaluators, fallback=frozenset(fallback), rollout=rollout)

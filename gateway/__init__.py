@@ -9,6 +9,9 @@ response byte. What the request path reads is a ``Runtime`` (``runtime.py``); wh
 headers cross is ``headers.py``. ``/_gateway/*`` (health, readiness, metrics, admin API)
 is a small Starlette app (``admin.py``). Before either, the HTTP server's protocol
 (``server.py``) enforces request-head limits, read and idle timeouts and a connection cap.
+Off the request path, two deciders share one lease-and-loop pattern (``decider.py``):
+auto-offload (``autopilot.py``) and parity-gated rollouts (``rollout.py``); ``candidates.py``
+counts what legacy spends per path template (the next routes to strangle).
 
 Exceptions::
 

@@ -1,4 +1,8 @@
-"""``gateway`` / ``python -m gateway``: serve the gateway alone, configured by the environment."""
+"""``gateway`` / ``python -m gateway``: serve the gateway alone, configured by the environment.
+
+``gateway candidates [--since 1h] [--json]``: the legacy endpoints that cost legacy most, from the
+running gateway's admin API (gateway/candidates.py).
+"""
 
 from __future__ import annotations
 
@@ -36,6 +40,10 @@ def log_config() -> dict[str, Any]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["candidates"]:
+        from gateway.candidates import cli
+
+        sys.exit(cli(sys.argv[2:]))
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -14,6 +14,12 @@ Admin endpoints need ``Authorization: Bearer $GATEWAY_ADMIN_TOKEN``:
   each route's verdict now and the autopilot's last moves (gateway/autopilot.py)
 * ``GET  /_gateway/admin/timeline``: the whole gateway's last 15 minutes per second (requests,
   errors, p99 per backend; limit and shed per cluster) with every override change as a marker
+* ``GET  /_gateway/admin/rollouts``: every rollout (state, percent, step, gate figures, why, history)
+  and which worker decides; ``POST`` ``{"action": "start" | "pause" | "resume" | "abort", "route"
+  (or "*"), "reason", "actor"?, and for start "steps", "every_seconds", "min_samples"?, …}``
+  (gateway/rollout.py, flags/rollout.py)
+* ``GET  /_gateway/admin/candidates?since=1h&limit=20``: legacy endpoints ranked by the time legacy
+  spends on them, hot routes marked (gateway/candidates.py)
 
 ``/_gateway/console/`` serves the ops console (static files in ``gateway/console``) that uses this API.
 
@@ -52,9 +58,20 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flags.model import InvalidOverride, Override, note_problems
-from flags.overrides import Change, OverrideStoreError
+from flags.overrides import Change, OverrideConflict, OverrideStoreError, change_rollout, start_rollouts
+from flags.rollout import (
+    PERSON_CHANGES,
+    READ_METHODS,
+    InvalidRollout,
+    Plan,
+    Rollout,
+    RolloutStateError,
+    route_problems,
+)
 from gateway.autopilot import status as autopilot_status
+from gateway.candidates import since_seconds
 from gateway.errors import envelope
+from gateway.rollout import status as rollouts_status
 from gateway.routes import RouteTableError
 from gateway.runtime import Runtime
 from gateway.timeline import Timeline, markers
@@ -78,6 +95,7 @@ CONSOLE_CSP = (
 # JSON and metrics: nothing to load, nothing to frame.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 404: "not_found", 405: "method_not_allowed"}
+MAX_CANDIDATES = 500
 
 
 def _security_headers(path: str) -> dict[str, str]:
@@ -245,6 +263,15 @@ async def admin(request: Request) -> Response:
             trail = await _store(request, lambda: rt.flags.overrides.audit(limit=MAX_AUDIT_LIMIT))
             autopilot = getattr(request.app.state, "autopilot", None)
             return JSONResponse(await autopilot_status(rt, autopilot, trail))
+        if action == "rollouts" and request.method == "GET":
+            rollouts = await _store(request, rt.flags.overrides.rollouts)
+            decider = getattr(request.app.state, "rollouts", None)
+            order = [route.id for route in rt.table.routes]
+            return JSONResponse(rollouts_status(rollouts, decider, order))
+        if action == "rollouts" and request.method == "POST":
+            return await _change_rollouts(request, rt)
+        if action == "candidates" and request.method == "GET":
+            return await _candidates(request, rt)
         if action == "shadow" and request.method == "GET":
             return JSONResponse({"in_flight": rt.shadow.in_flight, "mismatches": list(rt.shadow.mismatches)})
         if action == "reload" and request.method == "POST":
@@ -256,6 +283,8 @@ async def admin(request: Request) -> Response:
             return await _release(request, rt)
     except RouteTableError as exc:
         return _error(400, "bad_route_table", str(exc), request)
+    except (RolloutStateError, OverrideConflict) as exc:
+        return _error(409, "conflict", str(exc), request)
     except OverrideStoreError as exc:
         return _error(503, "store_unavailable", str(exc), request)
     return _error(404, "not_found", f"No admin action {request.method} {request.url.path}.", request)
@@ -305,7 +334,8 @@ def _invalid(request: Request, fields: dict[str, list[str]]) -> Response:
     return _error(400, "validation_error", "The request has invalid fields.", request, fields)
 
 
-async def _set_override(request: Request, rt: Runtime) -> Response:
+async def _json_object(request: Request) -> dict[str, Any] | Response:
+    """The body as a JSON object, or the error answer (413, or 400 when it is not a JSON object)."""
     body = await _body(request)
     if body is None:
         return _error(413, "payload_too_large", f"The body is over {MAX_BODY_BYTES} bytes.", request)
@@ -315,6 +345,13 @@ async def _set_override(request: Request, rt: Runtime) -> Response:
         return _error(400, "bad_request", "The body must be JSON.", request)
     if not isinstance(data, dict):
         return _error(400, "bad_request", "The body must be a JSON object.", request)
+    return data
+
+
+async def _set_override(request: Request, rt: Runtime) -> Response:
+    data = await _json_object(request)
+    if isinstance(data, Response):
+        return data
     route, reason = data.get("route"), data.get("reason")
     actor = "admin-api" if data.get("actor") is None else data["actor"]
     known = [r.id for r in rt.table.routes]
@@ -365,6 +402,83 @@ async def _release(request: Request, rt: Runtime) -> Response:
         writes=True,
     )
     return JSONResponse({"changes": [entry.to_json() for entry in entries]})
+
+
+async def _change_rollouts(request: Request, rt: Runtime) -> Response:
+    """Start (``route`` or ``*``: every read route, one after another), pause, resume or abort rollouts;
+    the same checks and changes as ``flagctl rollout`` (flags.rollout), nothing written on bad input."""
+    data = await _json_object(request)
+    if isinstance(data, Response):
+        return data
+    action, route, reason = data.get("action", "start"), data.get("route"), data.get("reason")
+    actor = "admin-api" if data.get("actor") is None else data["actor"]
+    fields = note_problems(actor, reason)
+    known = [entry.id for entry in rt.table.routes]
+    readable = [entry.id for entry in rt.table.routes if entry.methods <= READ_METHODS]
+    store = rt.flags.overrides
+    if action == "start":
+        if route != "*":
+            fields.update(route_problems(route, known, readable))
+        try:
+            plan = Plan.create(
+                steps=data.get("steps"),
+                every_seconds=data.get("every_seconds"),
+                min_samples=data.get("min_samples", 200),
+                min_parity=data.get("min_parity", 99.9),
+                max_error_ratio=data.get("max_error_ratio", 1.0),
+                max_p99_ratio=data.get("max_p99_ratio", 1.2),
+            )
+        except InvalidRollout as exc:
+            fields.update(exc.fields)
+        if fields:
+            return _invalid(request, fields)
+        routes = readable if route == "*" else [str(route)]
+
+        def start() -> list[Rollout]:
+            return start_rollouts(store, routes, plan, actor=str(actor), reason=str(reason), now=time.time())
+
+        started = await _store(request, start, writes=True)
+        return JSONResponse({"rollouts": [rollout.to_json() for rollout in started]})
+    if action not in PERSON_CHANGES:
+        fields["action"] = ["must be start, pause, resume or abort"]
+    elif route != "*" and route not in known:
+        fields["route"] = ["must be a route id of the route table, or *"]
+    if fields:
+        return _invalid(request, fields)
+    accepts, change = PERSON_CHANGES[action]
+
+    def carry_out() -> list[Rollout] | None:
+        rollouts = store.rollouts()
+        targets = [route] if route != "*" else [r for r, x in rollouts.items() if x.state in accepts]
+        if any(target not in rollouts for target in targets):
+            return None
+        now = time.time()
+        return [
+            change_rollout(store, str(target), lambda r: change(r, str(actor), str(reason), now))
+            for target in targets
+        ]
+
+    changed = await _store(request, carry_out, writes=True)
+    if changed is None:
+        return _error(404, "not_found", f"No rollout of {str(route)[:100]!r}.", request)
+    return JSONResponse({"rollouts": [rollout.to_json() for rollout in changed]})
+
+
+async def _candidates(request: Request, rt: Runtime) -> Response:
+    """Legacy endpoints ranked by legacy time: this worker's slices copied here, the files in a thread."""
+    since = since_seconds(request.query_params.get("since", "1h"))
+    limit = request.query_params.get("limit", "20")
+    fields: dict[str, list[str]] = {}
+    if since is None:
+        fields["since"] = ["must be a duration from 1s to 1h, e.g. 15m, or seconds"]
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_CANDIDATES):
+        fields["limit"] = [f"must be a whole number from 1 to {MAX_CANDIDATES}"]
+    if fields or since is None:
+        return _invalid(request, fields)
+    own = rt.candidates.own()
+    summary = await asyncio.to_thread(rt.candidates.summary, since, int(limit), own)
+    summary["hot_routes"] = len(rt.table.routes)
+    return JSONResponse(summary)
 
 
 CONSOLE_DIR = Path(__file__).with_name("console")

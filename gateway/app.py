@@ -3,8 +3,9 @@
 The lifespan owns every resource: the route table, one upstream pool + breaker + bulkhead per
 cluster, the flags (stores and providers, started here: after uvicorn forks its workers), the
 JWKS client and its refresh task, the access log's flush task and the task that publishes this
-worker's figures for the others (metrics in flight, live stats) every second, and the autopilot's
-loop (gateway/autopilot.py: auto-offload, decided by the worker holding the override store's lease).
+worker's figures for the others (metrics in flight, live stats, legacy's cost per template) every
+second, and two deciders' loops, each decided by the worker holding its lease in the override store:
+auto-offload (gateway/autopilot.py) and rollouts (gateway/rollout.py).
 
 A WebSocket upgrade is refused with a 400 envelope: no route proxies WebSockets today.
 """
@@ -21,15 +22,19 @@ from typing import Any
 import httpx
 
 from flags import build_flags, load_flags_settings
+from gateway import openapi
 from gateway.accesslog import AccessLog
 from gateway.admin import admin_app
 from gateway.auth import Jwks, TokenVerifier
 from gateway.autopilot import Autopilot
+from gateway.candidates import PUBLISH_SECONDS as CANDIDATES_PUBLISH_SECONDS
+from gateway.candidates import Candidates
 from gateway.errors import envelope
 from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.proxy import handle
 from gateway.resilience import RetryBudget
+from gateway.rollout import Rollouts
 from gateway.routes import RouteTableError, load_table
 from gateway.runtime import Routing, Runtime, build_upstreams
 from gateway.settings import GatewaySettings, load_settings
@@ -51,12 +56,16 @@ class GatewayApp:
         self._publish_task: asyncio.Task[None] | None = None
         self.autopilot: Autopilot | None = None
         self._autopilot_task: asyncio.Task[None] | None = None
+        self.rollouts: Rollouts | None = None
+        self._rollouts_task: asyncio.Task[None] | None = None
         self._timeline_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             if scope["path"].startswith("/_gateway/"):
                 await self.admin(scope, receive, send)
+            elif scope["path"] in openapi.PATHS:  # the API contract, served here (ADR 0019)
+                await openapi.serve(scope, receive, send)
             else:
                 assert self.runtime is not None, "the lifespan has not run"
                 await handle(self.runtime, scope, receive, send)
@@ -93,15 +102,19 @@ class GatewayApp:
             shadow=Shadow(),
             live=LiveStats(settings.live_dir),
             access_log=AccessLog(enabled=settings.access_log),
+            candidates=Candidates(settings.live_dir),
         )
         self.admin.state.runtime = self.runtime
         self._log_task = asyncio.create_task(self.runtime.access_log.run())
         self._publish_task = asyncio.create_task(self._publish(self.runtime))
-        # Auto-offload: every worker runs the loop; the one holding the store's lease decides.
+        self.runtime.shadow.on_result = self.runtime.record_shadow  # parity evidence, every worker summed
+        # Auto-offload and rollouts: every worker runs both loops; the holder of each lease decides.
         self.autopilot = Autopilot(self.runtime)
-        self.runtime.shadow.on_result = self.autopilot.record_shadow  # its parity evidence
         self.admin.state.autopilot = self.autopilot
         self._autopilot_task = asyncio.create_task(self.autopilot.run())
+        self.rollouts = Rollouts(self.runtime)
+        self.admin.state.rollouts = self.rollouts
+        self._rollouts_task = asyncio.create_task(self.rollouts.run())
         # The console's charts: fed once a second from the live figures, never on the request path.
         runtime, timeline = self.runtime, Timeline(settings.live_dir)
         self.admin.state.timeline = timeline
@@ -118,18 +131,22 @@ class GatewayApp:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._autopilot_task is not None:
-            self._autopilot_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._autopilot_task
+        for task in (self._autopilot_task, self._rollouts_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.autopilot is not None:
             await self.autopilot.stop()  # the lease back now: another worker decides at its next tick
+        if self.rollouts is not None and self.runtime is not None:
+            await self.rollouts.lease.release(self.runtime.flags.overrides)
         if self.runtime is not None:
             await self.runtime.shadow.close()
             self.runtime.flags.stop()
             for upstream in self.runtime.upstreams.values():
                 await upstream.pool.close()
             self.runtime.live.forget()
+            self.runtime.candidates.forget()
             self.runtime.metrics.process_exited()
         if self._jwks_client is not None:
             await self._jwks_client.aclose()
@@ -148,14 +165,19 @@ class GatewayApp:
         reload through the admin API, answered by one worker, reaches every worker)."""
         routes_file = runtime.settings.routes_file
         seen = _signature(routes_file)
+        ticks = 0
         while True:
             await asyncio.sleep(PUBLISH_SECONDS)
+            ticks += 1
             try:
                 runtime.metrics.publish()
                 limits = {n: u.limiter for n, u in runtime.upstreams.items() if u.limiter is not None}
                 runtime.metrics.publish_limits(limits)
                 runtime.metrics.forget_dead_workers()
                 runtime.live.publish()
+                if ticks % CANDIDATES_PUBLISH_SECONDS == 0 and runtime.candidates.directory is not None:
+                    # Encoded here (the slices change on this loop), written in a thread.
+                    await asyncio.to_thread(runtime.candidates.write, runtime.candidates.document())
             except OSError as exc:  # a full disk must not stop the gateway; the figures just age
                 logger.warning("cannot publish this worker's figures: %s", exc)
             if (current := _signature(routes_file)) != seen:

@@ -3,7 +3,8 @@
 This module owns the route table's ``[autopilot]`` policy (``AutopilotPolicy``), the decision as a
 pure function (``decide``: figures in, steps out) and the loop every gateway worker runs
 (``Autopilot``). Only the worker holding the lease ``autopilot`` in the override store decides, so
-one decider acts at a time across every gateway process that shares the store.
+one decider acts at a time across every gateway process that shares the store (the lease and the
+loop are gateway/decider.py's, shared with rollouts).
 
 * **Offload**: legacy (the default cluster) counts as shedding when its adaptive limit shed requests
   in at least ``SHED_FRACTION`` (80 %, rounded up) of the last ``shed_window_seconds`` seconds; the
@@ -20,8 +21,8 @@ one decider acts at a time across every gateway process that shares the store.
 
 Every write names the override it expects to find (``expected``): a human's change made between the
 decider's read and its write wins, and the decider leaves that route alone. The decider never raises
-out of its loop: a store that fails or is slow (``STORE_TIMEOUT_SECONDS``) is logged and tried again
-at the next tick.
+out of its loop: a store that fails or is slow (``decider.STORE_TIMEOUT_SECONDS``) is logged and tried
+again at the next tick.
 """
 
 from __future__ import annotations
@@ -30,16 +31,14 @@ import asyncio
 import dataclasses
 import logging
 import math
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from flags.model import MAX_TTL_SECONDS, AuditEntry, Override
 from flags.overrides import OverrideConflict, OverrideStoreError
+from gateway.decider import STORE_TIMEOUT_SECONDS, Lease, lease_seconds, run_every, store_call
 from gateway.live import PARITY_WINDOW_SECONDS, WINDOW_SECONDS, LiveStats
 from gateway.table_fields import typed_values
 
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 logger = logging.getLogger("gateway.autopilot")
-T = TypeVar("T")
 
 ACTOR = "autopilot"
 # Routes go back when legacy would carry their traffic at most at this share of its capacity.
@@ -56,10 +54,6 @@ LEASE_NAME = "autopilot"
 # Share of the shed window's seconds in which legacy must have shed: one quiet second (a worker's
 # figures published a second late, a lull between bursts) does not reset the window.
 SHED_FRACTION = 0.8
-# The lease outlives this many intervals: a leader that dies is replaced within about three ticks.
-LEASE_INTERVALS = 3
-MIN_LEASE_SECONDS = 3.0
-STORE_TIMEOUT_SECONDS = 2.0
 
 
 class AutopilotConfigError(ValueError):
@@ -93,7 +87,7 @@ class AutopilotPolicy:
 
     @property
     def lease_seconds(self) -> float:
-        return max(LEASE_INTERVALS * self.interval_seconds, MIN_LEASE_SECONDS)
+        return lease_seconds(self.interval_seconds)
 
     @classmethod
     def from_table(cls, raw: Mapping[str, Any]) -> AutopilotPolicy:
@@ -361,11 +355,6 @@ async def gather(
     return legacy, routes
 
 
-def default_owner() -> str:
-    """Who holds the lease, as people read it: host, process and a nonce (pids repeat)."""
-    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
-
-
 class Autopilot:
     """The loop of one worker: take or renew the lease, and when held, decide and write."""
 
@@ -373,37 +362,35 @@ class Autopilot:
         self, runtime: Runtime, *, owner: str | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         self.rt = runtime
-        self.owner = owner or default_owner()
+        self.lease = Lease(LEASE_NAME, owner)
         self.clock = clock
-        self.leader: str | None = None  # the lease holder as last seen (None: disabled or unknown)
         self.capacity_rps: float | None = None  # legacy's served req/s while shedding, the most seen
         self.last_shed_at: float | None = None  # while leading: when legacy last shed, or took over
         self.last_plan: Plan | None = None
         self.last_error: str | None = None
 
     @property
-    def leading(self) -> bool:
-        return self.leader == self.owner
+    def owner(self) -> str:
+        return self.lease.owner
 
-    def record_shadow(self, route: str, result: str, cluster: str) -> None:
-        """``Shadow``'s callback: a comparison as parity evidence, summed across workers. A shadow
-        that got no answer counts against the candidate only when it went to the candidate: legacy
-        failing a shadow (while the route is on the candidate) says nothing about the candidate."""
-        if result == "error":
-            entry = self.rt.table.by_id(route)
-            if entry is None or cluster != entry.candidate:
-                return
-        self.rt.live.record_shadow(route, result)
+    @property
+    def leader(self) -> str | None:
+        return self.lease.leader
+
+    @property
+    def leading(self) -> bool:
+        return self.lease.leading
 
     async def run(self) -> None:
-        while True:
+        def interval() -> float:
             policy = self.rt.table.autopilot
-            try:
-                await self.tick()
-            except Exception as exc:  # nothing may end the loop: the next tick tries again
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                logger.exception("autopilot tick failed")
-            await asyncio.sleep(policy.interval_seconds if policy is not None else 1.0)
+            return policy.interval_seconds if policy is not None else 1.0
+
+        await run_every(self.tick, interval, self._failed)
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        logger.error("autopilot tick failed", exc_info=exc)
 
     async def tick(self) -> Plan | None:
         """One round; returns the plan carried out (None when this worker does not decide)."""
@@ -412,20 +399,15 @@ class Autopilot:
         if policy is None or not policy.enabled:
             await self.stop()
             return None
-        try:
-            holder = await self._call(lambda: store.hold_lease(LEASE_NAME, self.owner, policy.lease_seconds))
-        except (OverrideStoreError, TimeoutError) as exc:
-            self._lost(f"cannot reach the override store for the lease: {exc}")
+        if not await self.lease.hold(store, policy.lease_seconds):
+            self.last_shed_at, self.capacity_rps = None, None
+            if self.lease.problem is not None:
+                self.last_error = self.lease.problem
             return None
         now = self.clock()
-        if holder != self.owner:
-            self.leader, self.last_shed_at, self.capacity_rps = holder, None, None
-            return None
-        if not self.leading or self.last_shed_at is None:
-            logger.info("autopilot: %s decides from now on", self.owner)
+        if self.lease.took_over or self.last_shed_at is None:
             self.last_shed_at = now  # a new decider does not know what legacy did before: cool-down afresh
             self.capacity_rps = None  # nor what legacy could serve
-        self.leader = self.owner
         live, routes = await gather(self.rt, policy, now)
         if live.calm_seconds < WINDOW_SECONDS:  # the live figures saw legacy shed within the minute
             self.last_shed_at = max(self.last_shed_at, now - live.calm_seconds)
@@ -449,7 +431,7 @@ class Autopilot:
         change = [(step.route, step.override)]
         expected = {step.route: step.expected}
         try:
-            await self._call(lambda: store.apply(change, actor=ACTOR, reason=step.reason, expected=expected))
+            await store_call(lambda: store.apply(change, actor=ACTOR, reason=step.reason, expected=expected))
         except OverrideConflict:
             logger.info("autopilot: %s changed meanwhile; left alone", step.route)
             return
@@ -460,24 +442,10 @@ class Autopilot:
         action = "moved to candidate" if step.override is not None else "moved back to legacy"
         logger.warning("autopilot: %s %s: %s", step.route, action, step.reason)
 
-    def _lost(self, problem: str) -> None:
-        if self.leading:
-            logger.warning("autopilot: %s; not deciding until it answers", problem)
-        self.leader, self.last_shed_at, self.last_error = None, None, problem[:300]
-
     async def stop(self) -> None:
         """Give the lease back (shutdown, or the autopilot turned off) so another worker takes over."""
-        if self.leading:
-            store = self.rt.flags.overrides
-            try:
-                await self._call(lambda: store.release_lease(LEASE_NAME, self.owner))
-            except (OverrideStoreError, TimeoutError) as exc:
-                logger.warning("autopilot: cannot release the lease (it expires by itself): %s", exc)
-        self.leader, self.last_shed_at = None, None
-
-    async def _call(self, call: Callable[[], T]) -> T:
-        """A blocking store call in a thread, within ``STORE_TIMEOUT_SECONDS`` (TimeoutError)."""
-        return await asyncio.wait_for(asyncio.to_thread(call), STORE_TIMEOUT_SECONDS)
+        await self.lease.release(self.rt.flags.overrides)
+        self.last_shed_at = None
 
 
 async def status(rt: Runtime, autopilot: Autopilot | None, trail: Sequence[AuditEntry]) -> dict[str, Any]:

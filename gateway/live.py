@@ -9,6 +9,12 @@ second (written to a temporary file, then renamed), and ``snapshot`` sums the fi
 worker seen in the last minute with this process's own figures: whichever worker answers the
 admin API, the console shows the whole gateway. Each file also carries the worker's shed counts per
 cluster and its shadow results per route over ``PARITY_WINDOW_SECONDS`` (the autopilot's evidence).
+
+Shadow results are kept per second: match, mismatch, error (the candidate did not answer a shadow
+sent to it), how many shadows went to the candidate, how many of those it failed (no answer or a
+5xx), and the first differing field of the second's first mismatch (``parity.diff``'s words, e.g.
+``body:/rating_average``). ``route_figures`` gives one route's last minute of all that, for a
+rollout's gates (gateway/rollout.py).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import math
 import os
 import time
 from collections import deque
@@ -25,11 +32,13 @@ from typing import Any
 
 WINDOW_SECONDS = 60
 LIVE_DIR_ENV = "GATEWAY_LIVE_DIR"  # set by ``python -m gateway`` for its workers
-# Shadow results per route (match | mismatch | error) for the autopilot's parity evidence: a longer
-# window than the rest (enough samples on a quiet route), in 10 s buckets to keep the files small.
+# Shadow results per route for the parity evidence of the autopilot (a longer window than the rest:
+# enough samples on a quiet route) and of rollouts (per second), one row per second with results:
+# [second, match, mismatch, error, sent to the candidate, failed by the candidate, first difference?]
 PARITY_WINDOW_SECONDS = 300
-PARITY_BUCKET_SECONDS = 10
 _SHADOW_COLUMNS = {"match": 1, "mismatch": 2, "error": 3}
+TO_CANDIDATE, CANDIDATE_FAILED, FIRST_DIFFERENCE = 4, 5, 6
+MAX_WHERE_CHARS = 200
 # 0.5 ms … ~60 s, each bound 25 % above the previous one.
 BOUNDS: tuple[float, ...] = tuple(0.0005 * 1.25**i for i in range(53))
 
@@ -48,23 +57,61 @@ class LiveStats:
         self._series: dict[tuple[str, str], deque[_Bucket]] = {}
         # Per cluster: [second, requests shed] pairs, and the adaptive limit as last published.
         self._shed: dict[str, deque[list[int]]] = {}
-        # Per route: [bucket start, matches, mismatches, errors] of the shadow comparisons.
-        self._shadow: dict[str, deque[list[int]]] = {}
+        # Per route: one row per second of shadow comparisons (see PARITY_WINDOW_SECONDS).
+        self._shadow: dict[str, deque[list[Any]]] = {}
+        # The first whole second this worker has recorded all of: it knows nothing of those before.
+        self.recording_from = math.ceil(time.time())
 
-    def record_shadow(self, route: str, result: str) -> None:
-        """One shadow comparison's result (``Shadow`` calls this); ``dropped`` proves nothing."""
+    def record_shadow(
+        self,
+        route: str,
+        result: str,
+        *,
+        to_candidate: bool = True,
+        candidate_failed: bool | None = None,
+        where: str | None = None,
+    ) -> None:
+        """One shadow comparison's result (``Runtime.record_shadow`` calls this); ``dropped`` proves
+        nothing. ``error`` is counted only for a shadow to the candidate (the caller's rule);
+        ``candidate_failed`` defaults to that; ``where`` is a mismatch's first differing field."""
         column = _SHADOW_COLUMNS.get(result)
         if column is None:
             return
-        start = int(time.time()) // PARITY_BUCKET_SECONDS * PARITY_BUCKET_SECONDS
+        second = int(time.time())
         series = self._shadow.get(route)
         if series is None:
-            series = self._shadow[route] = deque(maxlen=PARITY_WINDOW_SECONDS // PARITY_BUCKET_SECONDS)
-        if not series or series[-1][0] != start:
-            series.append([start, 0, 0, 0])
-        series[-1][column] += 1
+            series = self._shadow[route] = deque(maxlen=PARITY_WINDOW_SECONDS)
+        if not series or series[-1][0] != second:
+            series.append([second, 0, 0, 0, 0, 0])
+        row = series[-1]
+        row[column] += 1
+        if to_candidate:
+            row[TO_CANDIDATE] += 1
+            failed = result == "error" if candidate_failed is None else candidate_failed
+            row[CANDIDATE_FAILED] += failed
+        if where is not None and len(row) == FIRST_DIFFERENCE:
+            row.append(where[:MAX_WHERE_CHARS])
 
-    def _own_shadow(self, horizon: int) -> dict[str, list[list[int]]]:
+    def route_figures(self, route: str) -> dict[str, Any]:
+        """This worker's last minute of one route, per second: what each backend served (requests,
+        errors, latency histogram) and the shadow results (rows as above). Published to the override
+        store for a rollout's gates; read on the loop that records (a copy, no I/O). ``from`` is the
+        first second it covers (seconds before it are not zeros, they are unknown: not window time)."""
+        horizon = int(time.time()) - WINDOW_SECONDS
+        document: dict[str, Any] = {
+            "from": max(horizon + 1, self.recording_from),
+        } | {
+            backend: [
+                [b.second, b.requests, b.errors, dict(b.latencies)]
+                for b in self._series.get((route, backend), ())
+                if b.second > horizon
+            ]
+            for backend in ("legacy", "candidate")
+        }
+        document["shadow"] = [list(row) for row in self._shadow.get(route, ()) if row[0] > horizon]
+        return document
+
+    def _own_shadow(self, horizon: int) -> dict[str, list[list[Any]]]:
         return {route: [row for row in rows if row[0] > horizon] for route, rows in self._shadow.items()}
 
     def own_figures(self) -> dict[str, Any]:
@@ -80,9 +127,9 @@ class LiveStats:
     def shadow_results(
         self, seconds: int = PARITY_WINDOW_SECONDS, own: dict[str, Any] | None = None
     ) -> dict[str, dict[str, int]]:
-        """route → {match, mismatch, error} over about the last ``seconds`` (whole 10 s buckets),
-        summed over every worker: the parity evidence the autopilot weighs. With ``own``
-        (``own_figures``) it reads only files: safe in a thread."""
+        """route → {match, mismatch, error} over the last ``seconds``, summed over every worker: the
+        parity evidence the autopilot weighs. With ``own`` (``own_figures``) it reads only files: safe
+        in a thread."""
         horizon = int(time.time()) - seconds
         result: dict[str, dict[str, int]] = {}
         own = own or {"shadow": self._own_shadow(horizon)}
@@ -90,11 +137,11 @@ class LiveStats:
             shadow = document.get("shadow")
             for route, rows in (shadow if isinstance(shadow, dict) else {}).items():
                 total = result.setdefault(route, {"match": 0, "mismatch": 0, "error": 0})
-                for start, matches, mismatches, errors in rows:
-                    if start > horizon:
-                        total["match"] += matches
-                        total["mismatch"] += mismatches
-                        total["error"] += errors
+                for row in rows:
+                    if row[0] > horizon:
+                        total["match"] += row[1]
+                        total["mismatch"] += row[2]
+                        total["error"] += row[3]
         return result
 
     def record_shed(self, cluster: str) -> None:
@@ -137,7 +184,7 @@ class LiveStats:
                         total.latencies[index] = total.latencies.get(index, 0) + count
         backends = {
             backend: {
-                second: (b.requests, b.errors, _quantile(b.latencies, b.requests, 0.99))
+                second: (b.requests, b.errors, quantile(b.latencies, b.requests, 0.99))
                 for second, b in seconds.items()
             }
             for backend, seconds in merged.items()
@@ -227,7 +274,7 @@ class LiveStats:
                     "rps": round(total["requests"] / WINDOW_SECONDS, 2),
                     "requests": total["requests"],
                     "error_rate": round(total["errors"] / total["requests"], 4),
-                    "p99_ms": round(_quantile(total["hist"], total["requests"], 0.99) * 1000, 2),
+                    "p99_ms": round(quantile(total["hist"], total["requests"], 0.99) * 1000, 2),
                     "workers": total["workers"],
                 }
         return result
@@ -256,7 +303,7 @@ class LiveStats:
         return result
 
 
-def _quantile(histogram: dict[int, int], count: int, q: float) -> float:
+def quantile(histogram: dict[int, int], count: int, q: float) -> float:
     """The upper bound of the histogram bucket holding the ``q`` quantile."""
     rank = q * count
     seen = 0

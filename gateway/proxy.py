@@ -19,6 +19,7 @@ from typing import Any
 import identity
 from flags import EvaluationContext
 from gateway.auth import Principal
+from gateway.candidates import fold
 from gateway.errors import (
     CircuitOpen,
     GatewayError,
@@ -47,6 +48,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 DEFAULT_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _ALLOW_DEFAULT = ", ".join(sorted(DEFAULT_METHODS)).encode()
 _BUFFER_LIMIT = 1024 * 1024
+
+
+def _failed_status(error: GatewayError) -> int:
+    """The status the client would have had for a forward that failed this way."""
+    if isinstance(error, UpstreamTimeout):
+        return 504
+    return 503 if isinstance(error, Overloaded | CircuitOpen) else 502
 
 
 async def _send_error(send: Any, reject: Reject, request_id: bytes) -> None:
@@ -265,11 +273,12 @@ def _after_response(
     primary: Observation | None,
     cluster: str,
     principal: Principal | None,
+    sample: float,
 ) -> None:
-    """Shadow and capture, after the client has its answer; neither can delay or change it."""
+    """Shadow (``primary``: kept only when the request was sampled for it) and capture, after the
+    client has its answer; neither can delay or change it."""
     method, target, _ = request
-    sample = random.random()  # noqa: S311 - sampling, not security
-    if route.shadow_rate and primary is not None and method in SAFE_METHODS and sample < route.shadow_rate:
+    if primary is not None:
         default = routing.table.default_cluster
         other = routing.upstreams[route.candidate if cluster == default else default]
         # Never load a backend its breaker or its limiter protects: a shadow takes a free slot of
@@ -299,6 +308,7 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
     route: Route | None = None
     # backend: the side chosen (legacy | candidate; none before a choice); cluster: who answered.
     backend, cluster, status = "none", "gateway", 500
+    signed_in = False
     rt.metrics.request_started()
     try:
         if unsafe_path(raw_path):
@@ -311,6 +321,7 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         principal = await _authenticate(
             rt, route.auth if route else table.default_auth, headers.get(b"authorization")
         )
+        signed_in = principal is not None
         body = await _read_body(receive, rt.settings.max_body_bytes, headers.get(b"content-length"))
         backend, forced = _choose_backend(rt, routing, route, principal, headers, scope)
         cluster = route.candidate if route is not None and backend == "candidate" else table.default_cluster
@@ -329,23 +340,30 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         rt.retry_budget.earn()
         try:
             response = await _forward(rt, upstream, method, target, upstream_headers, body, route)
-        except GatewayError:
+        except GatewayError as failure:
             fallback_allowed = (
                 route is not None and not forced and backend == "candidate" and method in FALLBACK_METHODS
             )
             if not fallback_allowed or not rt.retry_budget.spend():
                 raise
             rt.metrics.child(rt.metrics.fallbacks, route.id).inc()  # type: ignore[union-attr]
+            # The candidate failed this request even though legacy answers it: a candidate error in
+            # the live figures (a rollout's error gate), as it would be without the fallback.
+            rt.live.record(route.id, "candidate", _failed_status(failure), time.perf_counter() - started)  # type: ignore[union-attr]
             backend, cluster = "legacy", table.default_cluster
             upstream = routing.upstreams[cluster]
             upstream_headers = headers_for(upstream)  # a fresh deadline for legacy
             response = await _forward(rt, upstream, method, target, upstream_headers, body, route)
         status = response.status
-        shadowing = route is not None and route.shadow_rate > 0 and not forced
+        # One draw per request: shadowed (the table's rate, or more while a rollout runs) and captured.
+        sample = random.random()  # noqa: S311 - sampling, not security
+        shadowing = (
+            route is not None and not forced and method in SAFE_METHODS and sample < rt.shadow_rate(route)
+        )
         primary = await _relay_with_verdict(rt, upstream, response, send, request_id, shadowing)
         if route is not None and not forced:
             _after_response(
-                rt, routing, route, (method, target, upstream_headers), primary, cluster, principal
+                rt, routing, route, (method, target, upstream_headers), primary, cluster, principal, sample
             )
     except Reject as reject:
         status = reject.status
@@ -384,6 +402,11 @@ async def handle(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) ->
         rt.metrics.child(rt.metrics.duration, route_id, backend, cluster).observe(elapsed)
         if route is not None and backend != "none":
             rt.live.record(route_id, backend, status, elapsed)
+        if backend == "legacy":  # what legacy spends per endpoint: the next routes to strangle
+            template = route.path if route is not None else fold(scope["path"])
+            rt.candidates.record(method, template, route.id if route else None, status, elapsed, signed_in)
+        else:
+            rt.candidates.count()
         rt.access_log.line(request_id.decode(), method, route_id, backend, cluster, status, elapsed)
 
 

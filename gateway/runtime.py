@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flags import Flags
 from gateway.accesslog import AccessLog
 from gateway.auth import TokenVerifier
+from gateway.candidates import Candidates
 from gateway.limiter import AdaptiveLimit
 from gateway.live import LiveStats
 from gateway.metrics import Metrics
 from gateway.resilience import STATE_VALUES, Bulkhead, CircuitBreaker, RetryBudget
-from gateway.routes import Cluster, RouteTable, RouteTableError, load_table
+from gateway.routes import Cluster, Route, RouteTable, RouteTableError, load_table
 from gateway.settings import GatewaySettings
 from gateway.shadow import Shadow
 from gateway.upstream import Pool
@@ -59,10 +60,34 @@ class Runtime:
     shadow: Shadow
     live: LiveStats
     access_log: AccessLog
+    # What legacy serves per path template (gateway/candidates.py: the next routes to strangle).
+    candidates: Candidates = field(default_factory=Candidates)
+    # Route → share of its reads shadowed while a rollout runs (set by gateway/rollout.py's loop).
+    shadow_boost: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def table(self) -> RouteTable:
         return self.routing.table
+
+    def shadow_rate(self, route: Route) -> float:
+        """The share of ``route``'s reads shadowed now: the table's, or more while a rollout runs."""
+        boost = self.shadow_boost.get(route.id)
+        return route.shadow_rate if boost is None else max(boost, route.shadow_rate)
+
+    def record_shadow(
+        self, route: str, result: str, cluster: str, status: int | None = None, where: str | None = None
+    ) -> None:
+        """``Shadow``'s callback: a comparison as parity evidence (auto-offload, rollouts), summed
+        across workers. A shadow that got no answer (or a 5xx) counts against the candidate only when
+        it went to the candidate: legacy failing a shadow says nothing about the candidate."""
+        entry = self.table.by_id(route)
+        to_candidate = entry is not None and cluster == entry.candidate
+        if result == "error" and not to_candidate:
+            return
+        failed = to_candidate and (result == "error" or (status is not None and status >= 500))
+        self.live.record_shadow(
+            route, result, to_candidate=to_candidate, candidate_failed=failed, where=where
+        )
 
     @property
     def upstreams(self) -> Mapping[str, Upstream]:

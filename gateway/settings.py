@@ -27,6 +27,7 @@ class GatewaySettings:
     legacy_url: str
     reviews_url: str
     recommendations_url: str
+    catalog_url: str
     jwks_url: str
     jwt_issuer: str
     jwt_audience: str
@@ -56,6 +57,7 @@ class GatewaySettings:
             "legacy": self.legacy_url,
             "reviews": self.reviews_url,
             "recommendations": self.recommendations_url,
+            "catalog": self.catalog_url,
         }
 
 
@@ -102,6 +104,7 @@ def load_settings(env: Mapping[str, str] = os.environ) -> GatewaySettings:
         legacy_url=legacy,
         reviews_url=env.get("REVIEWS_URL", "http://127.0.0.1:8002").rstrip("/"),
         recommendations_url=env.get("RECOMMENDATIONS_URL", "http://127.0.0.1:8003").rstrip("/"),
+        catalog_url=env.get("CATALOG_URL", "http://127.0.0.1:8004").rstrip("/"),
         jwks_url=env.get("JWT_JWKS_URL", f"{legacy}/.well-known/jwks.json"),
         jwt_issuer=env.get("JWT_ISSUER", "shop-legacy"),
         jwt_audience=env.get("JWT_AUDIENCE", "shop-api"),

@@ -42,14 +42,24 @@ class Shadow:
     )
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     counts: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    # Told every result and the cluster the shadow went to (the autopilot's parity evidence).
-    on_result: Callable[[str, str, str], None] | None = None
+    # Told every result: route, result, the cluster the shadow went to, the shadow's status (None
+    # without an answer) and a mismatch's first differing field (the parity evidence of the
+    # autopilot and of rollouts: ``Runtime.record_shadow``).
+    on_result: Callable[[str, str, str, int | None, str | None], None] | None = None
 
-    def _count(self, metrics: Any, route: str, result: str, cluster: str = "") -> None:
+    def _count(
+        self,
+        metrics: Any,
+        route: str,
+        result: str,
+        cluster: str = "",
+        status: int | None = None,
+        where: str | None = None,
+    ) -> None:
         self.counts[(route, result)] += 1
         metrics.shadow.labels(route, result).inc()
         if self.on_result is not None:
-            self.on_result(route, result, cluster)
+            self.on_result(route, result, cluster, status, where)
 
     def match_rate(self, route: str) -> float | None:
         compared = self.counts[(route, "match")] + self.counts[(route, "mismatch")]
@@ -101,7 +111,8 @@ class Shadow:
             response.status, {k.decode(): v.decode("latin-1") for k, v in response.headers}, body
         )
         differences = compare(primary, other)
-        self._count(metrics, route, "mismatch" if differences else "match", shadow_backend)
+        result, where = ("mismatch", differences[0].where) if differences else ("match", None)
+        self._count(metrics, route, result, shadow_backend, response.status, where)
         if differences:
             self.mismatches.append(
                 {

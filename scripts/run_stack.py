@@ -2,6 +2,11 @@
 
 The stack: the legacy monolith (gunicorn, LEGACY_URL, default :8001), the reviews
 and recommendations services (uvicorn, REVIEWS_URL :8002, RECOMMENDATIONS_URL :8003),
+the payments service (PAYMENTS_URL :8005) with a provider simulator for each payment provider
+on this machine (PAYMENTS_PROVIDERS: pg-a :8101, pg-b :8102), the catalog view server
+(CATALOG_URL :8004) with the event relay that keeps its view (``python -m events relay``: without
+BROKER_URL it applies the events itself, in-process; with it, it publishes to RabbitMQ and a catalog
+consumer runs too; ADR 0018),
 all on one database, and the gateway in front of them (GATEWAY_PORT, :8000) with
 file-based flags and overrides under var/.  Settings come from
 the environment (see docs/configuration in the README), so the same command
@@ -34,6 +39,7 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 from flags import ensure_flags_file, load_flags_settings
+from services.payments.settings import DEFAULT_PROVIDERS, parse_providers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,8 +51,8 @@ POLL_SECONDS = 0.1
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Server:
     name: str
-    url: str
-    health_path: str
+    url: str  # for a worker without HTTP (health_path None): what the banner says it does
+    health_path: str | None
     command: list[str]
 
 
@@ -120,15 +126,72 @@ def servers(env: Mapping[str, str]) -> list[Server]:
             health_path="/health",
             command=[PYTHON, "-m", f"services.{name}"],
         )
-        for name, port in (("reviews", 8002), ("recommendations", 8003))
+        for name, port in (("reviews", 8002), ("recommendations", 8003), ("catalog", 8004))
     ]
+    payments = Server(
+        name="payments",
+        url=env.get("PAYMENTS_URL", "http://127.0.0.1:8005"),
+        health_path="/health",
+        command=[PYTHON, "-m", "services.payments"],
+    )
     gateway = Server(
         name="gateway",
         url=f"http://127.0.0.1:{env.get('GATEWAY_PORT', '8000')}",
         health_path="/_gateway/health",
         command=[PYTHON, "-m", "gateway"],
     )
-    return [legacy, *services, gateway]
+    return [legacy, *services, *event_workers(env), *simulators(env), payments, gateway]
+
+
+def event_workers(env: Mapping[str, str]) -> list[Server]:
+    """The relay and, with a broker, the catalog consumer: processes without HTTP (ADR 0018)."""
+    broker = env.get("BROKER_URL", "")
+    relay = Server(
+        name="relay",
+        url=f"outbox → RabbitMQ {broker.rpartition('@')[2]}"
+        if broker
+        else "outbox → catalog view (embedded)",
+        health_path=None,
+        command=[PYTHON, "-m", "events", "relay"],
+    )
+    if not broker:
+        return [relay]
+    consumer = Server(
+        name="catalog-consumer",
+        url="RabbitMQ → catalog view",
+        health_path=None,
+        command=[PYTHON, "-m", "events", "consume", "catalog"],
+    )
+    return [relay, consumer]
+
+
+def simulators(env: Mapping[str, str]) -> list[Server]:
+    """A provider simulator for each payment provider on this machine (PAYMENTS_PROVIDERS, by default
+    a on :8101 and b on :8102); a provider elsewhere is a real one and is not started here."""
+    started = []
+    for provider in parse_providers(env.get("PAYMENTS_PROVIDERS") or DEFAULT_PROVIDERS):
+        host, port = _host_port(provider.url)
+        if host not in {"127.0.0.1", "localhost"}:
+            continue
+        started.append(
+            Server(
+                name=f"pg-{provider.name}",
+                url=provider.url,
+                health_path="/health",
+                command=[
+                    PYTHON,
+                    "-m",
+                    "services.payments.simulator",
+                    "--name",
+                    provider.name,
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                ],
+            )
+        )
+    return started
 
 
 def prepare(env: dict[str, str]) -> None:
@@ -143,10 +206,14 @@ def prepare(env: dict[str, str]) -> None:
         ["seed", "--scale", env["SEED_SCALE"]],
     ):
         subprocess.run(manage + args, env=env, cwd=ROOT, check=True)
+    # The catalog view from the tables (items already in it keep a newer version); events follow.
+    subprocess.run([PYTHON, "-m", "services.catalog", "rebuild", "--once"], env=env, cwd=ROOT, check=True)
     ensure_flags_file(load_flags_settings(env))
 
 
 def _healthy(server: Server) -> bool:
+    if server.health_path is None:
+        return True  # a worker without HTTP: running is all it can show (an exit is a restart)
     try:
         with urllib.request.urlopen(server.url + server.health_path, timeout=1):  # noqa: S310 - our own URL
             return True
@@ -269,6 +336,11 @@ def banner(started: list[Server]) -> str:
         '      -d \'{"username":"demo1","password":"demo-password"}\' \\',
         "      | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
         f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{gateway}/api/v1/reviews/items/1?size=3'",
+        f"  curl -s '{gateway}/api/v1/catalog/items?ids=1,2,3'  (flagctl moves catalog.* to the view)",
+        "",
+        "Payment providers are simulators; take one down: curl -X POST "
+        + next((f"{s.url}/_sim/faults" for s in started if s.name.startswith("pg-")), "PG/_sim/faults")
+        + ' -d \'{"mode": "down"}\'',
         "",
         f"Ops console: {gateway}/_gateway/console/",
         "  (admin token: $GATEWAY_ADMIN_TOKEN, default dev-only-admin-token)",

@@ -91,6 +91,73 @@ function renderAudit(entries) {
   }
 }
 
+// --- Rollouts (GET /rollouts) and the next routes to strangle (GET /candidates). ---
+function gateText(gates) {
+  if (!gates || gates.compared === undefined) return "no window judged yet";
+  const rate = (side) => side.error_rate_percent === null ? "–" : side.error_rate_percent.toFixed(2) + " %";
+  const p99 = (side) => side.p99_ms === null ? "–" : side.p99_ms + " ms";
+  const parity = gates.parity_percent === null ? "–" : gates.parity_percent.toFixed(2) + " %";
+  return `parity ${parity} of ${gates.compared}/${gates.min_samples} (${gates.gates.parity}) · ` +
+    `errors ${rate(gates.candidate)} vs ${rate(gates.legacy)} (${gates.gates.errors}) · ` +
+    `p99 ${p99(gates.candidate)} vs ${p99(gates.legacy)} (${gates.gates.latency}) · ` +
+    `${gates.window_seconds} of ${gates.every_seconds} s counted, ${gates.workers} worker(s)`;
+}
+
+const ROLLOUT_ACTIONS = { running: ["pause", "abort"], paused: ["resume", "abort"], rolling_back: ["abort"], queued: ["abort"] };
+
+function renderRollouts(doc) {
+  const body = $("#rollouts tbody");
+  body.replaceChildren();
+  for (const rollout of doc.rollouts) {
+    const row = document.createElement("tr");
+    row.dataset.route = rollout.route;
+    row.dataset.state = rollout.state;
+    cell(row, rollout.route);
+    cell(row, rollout.state, "state " + rollout.state);
+    const progress = cell(row, "", "progress");
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = rollout.percent;
+    bar.setAttribute("aria-label", `${rollout.route}: ${rollout.percent} % to the candidate`);
+    progress.appendChild(bar);
+    progress.append(` ${rollout.percent} % · step ${rollout.step}/${rollout.steps.length} (${rollout.steps.join(", ")} %)`);
+    cell(row, gateText(rollout.gates), "gates");
+    cell(row, rollout.reason, "why");
+    const act = cell(row, "", "move");
+    for (const action of ROLLOUT_ACTIONS[rollout.state] || []) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = action;
+      button.setAttribute("aria-label", `${action} rollout ${rollout.route}`);
+      button.addEventListener("click", () => ask({ action: "rollout-" + action, route: rollout.route }));
+      act.appendChild(button);
+    }
+    body.appendChild(row);
+  }
+  const decider = doc.decider.leader ? `decided by ${doc.decider.leader}` : "no decider right now (nothing to decide, or the store is unreachable)";
+  $("#rollouts-note").textContent = doc.rollouts.length ? decider : "No rollout yet.";
+}
+
+function renderCandidates(doc) {
+  const body = $("#candidates tbody");
+  body.replaceChildren();
+  const rows = doc.candidates.concat(doc.other ? [doc.other] : []);
+  rows.forEach((candidate, index) => {
+    const row = document.createElement("tr");
+    cell(row, candidate.method === "*" ? "" : String(index + 1));
+    cell(row, candidate.method);
+    cell(row, candidate.template);
+    cell(row, candidate.hot_route || "", candidate.hot_route ? "hot" : "");
+    cell(row, String(candidate.requests));
+    cell(row, (candidate.share * 100).toFixed(1) + " %");
+    cell(row, candidate.legacy_seconds.toFixed(candidate.legacy_seconds < 10 ? 2 : 1) + " s");
+    cell(row, `${candidate.p50_ms} · ${candidate.p99_ms} ms`);
+    cell(row, (candidate.error_rate * 100).toFixed(1) + " %");
+    cell(row, (candidate.signed_in_share * 100).toFixed(0) + " %");
+    body.appendChild(row);
+  });
+}
+
 // --- Charts: GET /timeline (the whole gateway, one point per second) drawn as SVG, no library. ---
 // Colours and strokes come from console.css classes (the CSP allows no inline style).
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -226,13 +293,21 @@ for (const button of document.querySelectorAll("[data-span]")) {
   });
 }
 
+let refreshes = 0;
 async function refresh() {
   try {
     // A failing timeline must not take the table with it: its error is shown under the charts.
     const charts = api("/timeline").catch((error) => error);
+    const rollouts = api("/rollouts").catch((error) => error);
+    const candidates = refreshes++ % 5 === 0 ? api("/candidates?since=1h&limit=15").catch((error) => error) : null;
     const [routes, audit] = await Promise.all([api("/routes"), api("/audit?limit=50")]);
     renderRoutes(routes.routes);
     renderAudit(audit.entries);
+    const rolloutsDoc = await rollouts;
+    if (rolloutsDoc instanceof Error) $("#rollouts-note").textContent = "Rollouts not updated: " + rolloutsDoc.message;
+    else renderRollouts(rolloutsDoc);
+    const candidatesDoc = await candidates;
+    if (candidatesDoc && !(candidatesDoc instanceof Error)) renderCandidates(candidatesDoc);
     const doc = await charts;
     if (doc instanceof Error) {
       $("#charts-note").textContent = "Charts not updated: " + doc.message;
@@ -269,6 +344,9 @@ function ask(request) {
     "release": `Release the override of ${request.route} (back to Unleash / the flags file).`,
     "flip-all": `Send every hot route to ${request.to}.`,
     "release-all": "Release every override.",
+    "rollout-pause": `Pause the rollout of ${request.route} where it is.`,
+    "rollout-resume": `Resume the rollout of ${request.route} from its step, with a fresh window.`,
+    "rollout-abort": `Abort the rollout of ${request.route}: back to legacy at once.`,
   }[request.action];
   $("#confirm-what").textContent = what;
   const percent = request.action === "percent";
@@ -282,7 +360,10 @@ function ask(request) {
 
 async function carryOut(request, reason) {
   const actor = "console";
-  if (request.action === "release" || request.action === "release-all") {
+  if (request.action.startsWith("rollout-")) {
+    const action = request.action.slice("rollout-".length);
+    await api("/rollouts", { method: "POST", body: JSON.stringify({ action, route: request.route, reason, actor }) });
+  } else if (request.action === "release" || request.action === "release-all") {
     const route = request.action === "release" ? request.route : "*";
     await api(`/overrides?route=${encodeURIComponent(route)}&reason=${encodeURIComponent(reason)}&actor=${actor}`,
               { method: "DELETE" });

@@ -5,14 +5,25 @@ from legacy_django.items.models import Item, ItemOption
 
 
 class Order(models.Model):
-    """A placed order: it exists only together with the stock it took (one transaction)."""
+    """A placed order: it exists only together with the stock it took (one transaction).
+
+    Paying it (``commerce/checkout.py``) moves ``status`` to ``paid``, ``payment_failed`` (declined:
+    nothing charged, it may be paid again) or ``payment_pending`` (the outcome is not known yet).
+    ``payment_attempts`` numbers the payment attempts: every request for one attempt is one payment in
+    the payments service (``payment_id``), and a new attempt starts only after a declined one.
+    """
 
     PLACED = "placed"
+    PAID = "paid"
+    PAYMENT_FAILED = "payment_failed"
+    PAYMENT_PENDING = "payment_pending"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders")
     status = models.CharField(max_length=20, default=PLACED)
     total = models.PositiveIntegerField()
     created_at = models.DateTimeField()
+    payment_attempts = models.PositiveIntegerField(default=0)
+    payment_id = models.CharField(max_length=40, blank=True, default="")
 
     class Meta:
         db_table = "commerce_order"

@@ -8,7 +8,8 @@ Placing an order (``order_place``; docs/api.md "Orders", ADR 0015):
 3. the options must exist (400) and any time deal among them be open (409 ``not_open`` /
    ``deal_closed``);
 4. one transaction: claim the key (a unique row), take the stock, insert the order and its lines,
-   store the answer under the key. Stock is taken in one global order, every option by id and then
+   store the answer under the key, append a ``stock.changed`` event per item to the outbox
+   (ADR 0018). Stock is taken in one global order, every option by id and then
    each item once by id, each a conditional decrement (``stock >= quantity``), so two purchases
    never wait for each other in a cycle (no deadlock) and stock never goes below zero (no
    overselling). Any option short of stock rolls everything back: 409 ``sold_out`` naming them.
@@ -26,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -37,7 +38,7 @@ from legacy_django.commerce.selectors import order_json
 from legacy_django.common.errors import ApiError, Conflict, Unavailable, ValidationFailed
 from legacy_django.common.responses import dumps, timestamp
 from legacy_django.items.selectors import option_item_prices
-from legacy_django.items.services import item_create, item_take, option_take
+from legacy_django.items.services import item_create, item_take, option_take, stock_event
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +145,18 @@ def parse_lines(data: dict[str, Any]) -> list[Line]:
     return lines
 
 
-def parse_idempotency_key(raw: str | None) -> str | None:
-    """The ``Idempotency-Key`` header: 1 to 255 visible ASCII characters (a UUID, say), or absent."""
+@overload
+def parse_idempotency_key(raw: str | None, *, required: Literal[True]) -> str: ...
+@overload
+def parse_idempotency_key(raw: str | None, *, required: bool = False) -> str | None: ...
+def parse_idempotency_key(raw: str | None, *, required: bool = False) -> str | None:
+    """The ``Idempotency-Key`` header: 1 to 255 visible ASCII characters (a UUID, say), or absent
+    (a 400 when ``required``)."""
     if raw is None:
+        if required:
+            raise ValidationFailed(
+                {"Idempotency-Key": ["is required"]}, message="Missing Idempotency-Key header."
+            )
         return None
     if not 1 <= len(raw) <= MAX_KEY_LENGTH or not all("!" <= char <= "~" for char in raw):
         raise ValidationFailed(
@@ -256,6 +266,9 @@ def _place(user_id: int, lines: Sequence[PricedLine], key: str | None, fingerpri
             else None
         )
         take_stock(lines)
+        # The stock events (ADR 0018): each item once, by id, whose row this transaction already holds.
+        for item_id in sorted({line.item_id for line in lines}):
+            stock_event(item_id)
         order = Order.objects.create(
             user_id=user_id, total=sum(line.unit_price * line.quantity for line in lines), created_at=now
         )

@@ -2,9 +2,11 @@ import hashlib
 
 from django.http import HttpRequest, HttpResponse
 
+from legacy_django.commerce.checkout import order_pay
 from legacy_django.commerce.selectors import order_get_for_user, order_list_for_user
 from legacy_django.commerce.services import order_place, parse_idempotency_key
 from legacy_django.common.auth import require_user
+from legacy_django.common.middleware import request_id_of
 from legacy_django.common.pagination import pagination, parse_page_request
 from legacy_django.common.params import parse_id, parse_json_object
 from legacy_django.common.responses import json_response
@@ -34,3 +36,20 @@ def create_order(request: HttpRequest) -> HttpResponse:
 def detail(request: HttpRequest, order_id: str) -> HttpResponse:
     user_id = require_user(request)
     return json_response(order_get_for_user(user_id, parse_id(order_id, "order_id")))
+
+
+def pay(request: HttpRequest, order_id: str) -> HttpResponse:
+    """Checkout (``commerce/checkout.py``): the body is ignored; the key is required."""
+    user = user_get_active(require_user(request))
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key"), required=True)
+    paid = order_pay(
+        user.pk,
+        parse_id(order_id, "order_id"),
+        key=key,
+        # The request is its path: the same key on another order is another request (422).
+        fingerprint=hashlib.sha256(f"POST {request.path}".encode()).hexdigest(),
+        request_id=request_id_of(request),
+    )
+    return json_response(
+        paid.body, status=paid.status, headers={"Idempotent-Replayed": "true"} if paid.replayed else None
+    )

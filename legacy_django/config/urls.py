@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("legacy_django.reviews.urls")),
     path("", include("legacy_django.search.urls")),
     path("", include("legacy_django.content.urls")),
+    path("", include("legacy_django.catalog.urls")),
     path("health", methods(GET=health)),
 ]
 

@@ -24,6 +24,11 @@ class Item(models.Model):
     same transaction; a purchase locks options before the item (ADR 0015). ``review_count`` and
     ``rating_total`` are counters kept by the reviews app in the same transaction as each review
     write, so item lists and recommendations need no join on reviews.
+
+    ``event_version`` and ``changed_at`` belong to the item's events (ADR 0018): every write that
+    appends an event about the item to the outbox (``items.services.item_event``) raises the version
+    by one and sets ``changed_at`` in the same transaction, under the item's row lock, so one item's
+    events are numbered 1, 2, 3 … in commit order.
     """
 
     name = models.CharField(max_length=200)
@@ -35,6 +40,8 @@ class Item(models.Model):
     rating_total = models.PositiveIntegerField(default=0)
     stock = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()
+    event_version = models.PositiveBigIntegerField(default=0)
+    changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "items_item"
@@ -52,3 +59,30 @@ class ItemOption(models.Model):
 
     class Meta:
         db_table = "items_itemoption"
+
+
+class OutboxEvent(models.Model):
+    """An event about an item, written in the same transaction as the change it describes (ADR 0018).
+
+    ``key`` is the item id and ``version`` the item's ``event_version`` after the change: (key,
+    version) is unique, and an item's versions follow its commits. ``payload`` is the JSON of
+    ``events.payloads`` (sorted keys). ``published_at`` is set by the relay once the broker confirmed
+    the event (or the in-process consumer applied it); the relay reads the rows where it is null.
+    """
+
+    event_id = models.CharField(max_length=32, unique=True)
+    type = models.CharField(max_length=40)
+    key = models.BigIntegerField()
+    version = models.PositiveBigIntegerField()
+    payload = models.TextField()
+    occurred_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "items_outboxevent"
+        constraints = [models.UniqueConstraint(fields=["key", "version"], name="outbox_key_version")]
+        indexes = [
+            models.Index(
+                fields=["id"], condition=models.Q(published_at__isnull=True), name="outbox_unpublished_idx"
+            )
+        ]

@@ -3,11 +3,13 @@ which every write keeps equal to the sum of its options' stock (see ``Item``).""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
+from events.payloads import ItemState, Snapshot
 from legacy_django.common.errors import NotFound
 from legacy_django.common.pagination import PageRequest
 from legacy_django.common.responses import average
@@ -90,3 +92,45 @@ def option_item_prices(option_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
         "id", "item_id", "item__price", "item__discount_rate"
     )
     return {option_id: (item_id, sale_price(price, rate)) for option_id, item_id, price, rate in rows}
+
+
+def item_snapshots(item_ids: Iterable[int]) -> dict[int, Snapshot]:
+    """The catalog state of the items among ``item_ids`` that exist (``events.state.snapshots``' twin):
+    the item row with its event version first, then its options and its reviews per rating (through
+    the reverse relation: this app sits below reviews and imports nothing of it)."""
+    ids = list(item_ids)
+    rows = list(_with_names(Item.objects.filter(pk__in=ids)))
+    found = [item.pk for item in rows]
+    options: dict[int, list[tuple[int, str, int]]] = defaultdict(list)
+    for item_id, option_id, name, stock in ItemOption.objects.filter(item_id__in=found).values_list(
+        "item_id", "id", "name", "stock"
+    ):
+        options[item_id].append((option_id, name, stock))
+    counts: dict[int, dict[int, int]] = defaultdict(dict)
+    per_rating = (
+        Item.objects.filter(pk__in=found, reviews__isnull=False)
+        .values_list("id", "reviews__rating")
+        .annotate(n=Count("reviews"))
+        .order_by()
+    )
+    for item_id, rating, n in per_rating:
+        counts[item_id][rating] = n
+    return {
+        item.pk: Snapshot(
+            state=ItemState(
+                item_id=item.pk,
+                name=item.name,
+                brand=item.brand.name,
+                category=item.category.slug,
+                price=item.price,
+                discount_rate=item.discount_rate,
+                options=sorted(options[item.pk]),
+                review_count=item.review_count,
+                rating_total=item.rating_total,
+                counts=counts[item.pk],
+            ),
+            version=item.event_version,
+            updated_at=item.changed_at or item.created_at,
+        )
+        for item in rows
+    }

@@ -1,4 +1,5 @@
-"""Review writes. Each keeps the item's review counters in the same transaction."""
+"""Review writes. Each keeps the item's review counters in the same transaction, and appends its
+event to the outbox there, last, once the item's row is updated (ADR 0018)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from events import payloads
 from legacy_django.common.errors import Conflict, Forbidden, ValidationFailed
 from legacy_django.items.models import Item
 from legacy_django.items.selectors import item_exists
+from legacy_django.items.services import item_event
 from legacy_django.reviews.models import BODY_MAX_LENGTH, HelpfulVote, Review
 from legacy_django.reviews.selectors import review_get
 
@@ -39,6 +42,15 @@ def _validated(data: dict[str, Any]) -> tuple[int, int, str]:
     return item_id, rating, body  # type: ignore[return-value]
 
 
+def _review_event(event_type: str, item_id: int, review_id: int, rating: int) -> None:
+    """``review.created`` / ``review.deleted`` with the item as this transaction leaves it."""
+
+    def build(state: payloads.ItemState) -> payloads.Payload:
+        return payloads.review_changed(state, review_id=review_id, rating=rating)
+
+    item_event(item_id, event_type, build)
+
+
 def _duplicate(item_id: int) -> Conflict:
     return Conflict(f"You have already reviewed item {item_id}.")
 
@@ -55,6 +67,7 @@ def review_create(user_id: int, data: dict[str, Any]) -> Review:
             Item.objects.filter(pk=item_id).update(
                 review_count=F("review_count") + 1, rating_total=F("rating_total") + rating
             )
+            _review_event(payloads.REVIEW_CREATED, item_id, review.pk, rating)
     except IntegrityError:
         # Two concurrent creates: the unique constraint decides, the loser gets the same 409.
         raise _duplicate(item_id) from None
@@ -73,6 +86,14 @@ def review_vote_helpful(user_id: int, review_id: int) -> Review:
             )
             if created:
                 Review.objects.filter(pk=review_id).update(helpful_count=F("helpful_count") + 1)
+                helpful_count = (
+                    Review.objects.filter(pk=review_id).values_list("helpful_count", flat=True).get()
+                )
+
+                def build(state: payloads.ItemState) -> payloads.Payload:
+                    return payloads.review_helpful(state, review_id=review_id, helpful_count=helpful_count)
+
+                item_event(review.item_id, payloads.REVIEW_HELPFUL, build)
     except IntegrityError:
         pass  # a concurrent identical vote won; the result is the same
     return review_get(review_id)
@@ -88,3 +109,4 @@ def review_delete(user_id: int, review_id: int) -> None:
             Item.objects.filter(pk=review.item_id).update(
                 review_count=F("review_count") - 1, rating_total=F("rating_total") - review.rating
             )
+            _review_event(payloads.REVIEW_DELETED, review.item_id, review_id, review.rating)

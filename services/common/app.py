@@ -10,7 +10,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -87,6 +87,8 @@ class Principal:
     user_id: int | None
     # none | invalid | identity: whether the caller sent an assertion, and whether it held.
     credentials: str = "none"
+    # The assertion's scopes (a service-to-service call names its own, e.g. ``payments``).
+    scopes: tuple[str, ...] = ()
 
 
 def _user_id(subject: str) -> int | None:
@@ -113,11 +115,11 @@ def _verified(request: Request, body: bytes) -> Principal:
     except identity.IdentityError:
         return Principal(user_id=None, credentials="invalid")
     if not asserted.is_authenticated:
-        return Principal(user_id=None, credentials="identity")
+        return Principal(user_id=None, credentials="identity", scopes=asserted.scopes)
     user_id = _user_id(asserted.user_id)
     if user_id is None:
         return Principal(user_id=None, credentials="invalid")
-    return Principal(user_id=user_id, credentials="identity")
+    return Principal(user_id=user_id, credentials="identity", scopes=asserted.scopes)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
@@ -221,12 +223,24 @@ async def health(request: Request) -> Response:
     return Response(dumps({"status": "ok"}), media_type="application/json")
 
 
-def build_app(settings: ServiceSettings, routes: Sequence[tuple[str, methods]]) -> Starlette:
+Extension = Callable[[Starlette], AbstractAsyncContextManager[None]]
+
+
+def build_app(
+    settings: ServiceSettings, routes: Sequence[tuple[str, methods]], extension: Extension | None = None
+) -> Starlette:
+    """``extension``: a service's own start-up and shutdown, run inside the database's lifespan
+    (the payments service creates its tables and starts its reconciliation there)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.db = Database(settings.database_url)
         try:
-            yield
+            if extension is None:
+                yield
+            else:
+                async with extension(app):
+                    yield
         finally:
             await app.state.db.dispose()
 

@@ -58,16 +58,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def parse_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object: 415 for another media type, 413 above ``limit``, else 400 (strictjson)."""
+async def parse_json_body(request: Request, limit: int) -> tuple[dict[str, Any], bytes]:
+    """The body as a JSON object and its exact bytes: 415 for another media type, 413 above ``limit``,
+    else 400 (strictjson)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
     body = await read_body(request, limit)
     try:
-        return decode_object(body)
+        return decode_object(body), body
     except BodyRejected as rejected:
         raise BadRequest(rejected.message) from None
+
+
+async def parse_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object: 415 for another media type, 413 above ``limit``, else 400 (strictjson)."""
+    data, _ = await parse_json_body(request, limit)
+    return data
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

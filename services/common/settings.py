@@ -54,8 +54,9 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def load_settings(name: str, env: Mapping[str, str] = os.environ) -> ServiceSettings:
-    """``name`` is ``reviews`` or ``recommendations``: it picks ``REVIEWS_URL`` etc. and the default port."""
-    default_port = {"reviews": 8002, "recommendations": 8003}[name]
+    """``name`` is ``reviews``, ``recommendations``, ``catalog`` or ``payments``: it picks ``REVIEWS_URL``
+    etc. and the default port."""
+    default_port = {"reviews": 8002, "recommendations": 8003, "catalog": 8004, "payments": 8005}[name]
     prefix = name.upper()
     url = urlsplit(env.get(f"{prefix}_URL", f"http://127.0.0.1:{default_port}"))
     var_dir = Path(env.get("VAR_DIR", str(ROOT / "var")))

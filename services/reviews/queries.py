@@ -1,4 +1,7 @@
-"""Reads and writes of reviews over the shared tables; same rules and orders as the monolith."""
+"""Reads and writes of reviews over the shared tables; same rules and orders as the monolith.
+
+Each write appends the same event to the outbox as the monolith's, in its transaction, last, after the
+item's row is updated (``events.outbox``, ADR 0018)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from events import outbox, payloads
 from services.common.db import Database
 from services.common.errors import INVALID_CREDENTIALS, Conflict, Forbidden, NotFound, Unauthenticated
 from services.common.params import PageRequest
@@ -146,6 +150,17 @@ async def item_exists(db: Database, item_id: int) -> bool:
         return bool((await conn.execute(select(_item_exists(item_id)))).scalar())
 
 
+async def _review_event(
+    db: Database, conn: AsyncConnection, event_type: str, item_id: int, review_id: int, rating: int
+) -> None:
+    """``review.created`` / ``review.deleted`` with the item as this transaction leaves it."""
+
+    def build(state: payloads.ItemState) -> payloads.Payload:
+        return payloads.review_changed(state, review_id=review_id, rating=rating)
+
+    await outbox.append(conn, item_id=item_id, event_type=event_type, build=build, now=db.now())
+
+
 def _duplicate(item_id: int) -> Conflict:
     return Conflict(f"You have already reviewed item {item_id}.")
 
@@ -174,6 +189,7 @@ async def review_create(db: Database, user_id: int, item_id: int, rating: int, b
                 .where(items.c.id == item_id)
                 .values(review_count=items.c.review_count + 1, rating_total=items.c.rating_total + rating)
             )
+            await _review_event(db, conn, payloads.REVIEW_CREATED, item_id, review_id, rating)
     except IntegrityError:
         raise _duplicate(item_id) from None
     async with db.read() as conn:
@@ -190,10 +206,19 @@ async def review_vote_helpful(db: Database, user_id: int, review_id: int) -> dic
             review_id=review_id, user_id=user_id, created_at=db.now()
         )
         if (await conn.execute(vote)).rowcount == 1:
-            await conn.execute(
+            counted = await conn.execute(
                 update(reviews)
                 .where(reviews.c.id == review_id)
                 .values(helpful_count=reviews.c.helpful_count + 1)
+                .returning(reviews.c.helpful_count)
+            )
+            helpful_count = counted.scalar_one()
+
+            def build(state: payloads.ItemState) -> payloads.Payload:
+                return payloads.review_helpful(state, review_id=review_id, helpful_count=helpful_count)
+
+            await outbox.append(
+                conn, item_id=review.item_id, event_type=payloads.REVIEW_HELPFUL, build=build, now=db.now()
             )
     async with db.read() as conn:
         review = await _review_row(conn, review_id)
@@ -217,3 +242,4 @@ async def review_delete(db: Database, user_id: int, review_id: int) -> None:
                     review_count=items.c.review_count - 1, rating_total=items.c.rating_total - review.rating
                 )
             )
+            await _review_event(db, conn, payloads.REVIEW_DELETED, review.item_id, review_id, review.rating)

@@ -1,9 +1,11 @@
 """Both backends side by side, each on its own identical copy of the seeded database.
 
 * control: the monolith under gunicorn on copy "control";
-* candidate: the reviews and recommendations services in-process (Starlette TestClient,
+* candidate: the reviews, recommendations and catalog services in-process (Starlette TestClient,
   lifespan included) on copy "candidate", plus a second monolith on that copy that only
-  runs the corpus's setup steps (legacy-only endpoints such as recording a view).
+  runs the corpus's setup steps (legacy-only endpoints such as recording a view). The catalog
+  view is rebuilt from the seed, and before each catalog case every event written since is
+  applied to it (the embedded relay's work, once): its documents must then equal legacy's.
 
 SQLite by default; when DATABASE_URL names PostgreSQL the copies are databases on that
 server (``make test`` does both; under CI=true PostgreSQL must be there).
@@ -11,6 +13,7 @@ server (``make test`` does both; under CI=true PostgreSQL must be there).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import Iterator
@@ -21,8 +24,11 @@ import pytest
 from starlette.testclient import TestClient
 
 import identity
+from events import catalog, relay
+from events.db import Database
 from parity.corpus import Case, Request
 from parity.diff import Observation
+from services.catalog.app import create_app as create_catalog
 from services.common.settings import load_settings
 from services.recommendations.app import create_app as create_recommendations
 from services.reviews.app import create_app as create_reviews
@@ -59,6 +65,8 @@ class Backends:
     candidate_setup: httpx.Client
     services: dict[str, TestClient]
     fresh_after: datetime
+    # The two database copies' URLs ("control", "candidate"): the event parity tests read their outboxes.
+    database_urls: dict[str, str]
 
     def _send(self, client: httpx.Client | TestClient, request: Request, request_id: str) -> Observation:
         headers = sign(request, request_id)
@@ -79,8 +87,25 @@ class Backends:
         return self._send(self.control, case.request, request_id)
 
     def candidate_answer(self, case: Case, request_id: str) -> Observation:
-        service = self.services[case.route.split(".", 1)[0]]
-        return self._send(service, case.request, request_id)
+        name = case.route.split(".", 1)[0]
+        if name == "catalog":
+            settle_view(self.database_urls["candidate"])
+        return self._send(self.services[name], case.request, request_id)
+
+
+def settle_view(database_url: str, *, rebuild: bool = False) -> None:
+    """Apply every event not yet applied to the catalog view (after a rebuild from the tables)."""
+
+    async def settle() -> None:
+        db = Database(database_url)
+        try:
+            if rebuild:
+                await catalog.rebuild(db)
+            await relay.drain_embedded(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(settle())
 
 
 @pytest.fixture(scope="session")
@@ -103,15 +128,22 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
                 name: dataclasses.replace(
                     load_settings(name, {}), database_url=urls["candidate"], identity_secret=SECRET
                 )
-                for name in ("reviews", "recommendations")
+                for name in ("reviews", "recommendations", "catalog")
             }
+            settle_view(urls["candidate"], rebuild=True)
             with (
                 TestClient(create_reviews(settings["reviews"])) as reviews,
                 TestClient(create_recommendations(settings["recommendations"])) as recommendations,
+                TestClient(create_catalog(settings["catalog"])) as catalog_service,
             ):
                 yield Backends(
                     control=control,
                     candidate_setup=candidate_setup,
-                    services={"reviews": reviews, "recommendations": recommendations},
+                    services={
+                        "reviews": reviews,
+                        "recommendations": recommendations,
+                        "catalog": catalog_service,
+                    },
                     fresh_after=fresh_after,
+                    database_urls=urls,
                 )

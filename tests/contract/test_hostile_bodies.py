@@ -16,6 +16,7 @@ from parity.corpus import Case, Request
 from parity.diff import Observation, compare
 from tests.contract.conftest import Backends
 from tests.support.hostile_bodies import HOSTILE, TOO_DEEP, Hostile
+from tests.support.openapi import observation_problems
 
 CREATE = "/api/v1/reviews"
 # Representatives of each rule, for the cases that check what is decided before the body is read.
@@ -39,6 +40,7 @@ def _both(backends: Backends, case: Case) -> tuple[Observation, Observation]:
     assert candidate.status < 500, (case.id, candidate)
     differences = compare(control, candidate, fresh_after=backends.fresh_after)
     assert not differences, "\n".join([case.id, *map(str, differences)])
+    assert not (found := observation_problems(case.request.method, case.request.target, control)), found
     return control, candidate
 
 

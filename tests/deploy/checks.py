@@ -22,6 +22,8 @@ APP_IMAGE = "strangler-gateway:local"
 READERS = [
     "gateway/settings.py",
     "services/common/settings.py",
+    "services/payments/settings.py",
+    "events/settings.py",
     "legacy_django/config/django/base.py",
     "legacy_django/config/django/local.py",
     "flags/settings.py",
@@ -34,9 +36,13 @@ _READ = re.compile(
 _SHELL = re.compile(r"\$\{([A-Z][A-Z0-9_]+)")
 _DOCKER_ENV = re.compile(r"\b([A-Z][A-Z0-9_]+)=")
 REQUIRED = {
-    "legacy": {"DATABASE_URL", "IDENTITY_SECRET", "DJANGO_SECRET_KEY"},
+    "legacy": {"DATABASE_URL", "IDENTITY_SECRET", "DJANGO_SECRET_KEY", "PAYMENTS_URL"},
     "reviews": {"DATABASE_URL", "IDENTITY_SECRET", "REVIEWS_HOST"},
     "recommendations": {"DATABASE_URL", "IDENTITY_SECRET", "RECOMMENDATIONS_HOST"},
+    "payments": {"DATABASE_URL", "IDENTITY_SECRET", "PAYMENTS_HOST", "PAYMENTS_PROVIDERS"},
+    "catalog": {"DATABASE_URL", "IDENTITY_SECRET", "CATALOG_HOST"},
+    "relay": {"DATABASE_URL", "BROKER_URL"},
+    "catalog-consumer": {"DATABASE_URL", "BROKER_URL"},
     "gateway": {
         "IDENTITY_SECRET",
         "GATEWAY_ADMIN_TOKEN",
@@ -59,7 +65,7 @@ def names_the_apps_read() -> set[str]:
         if relative.endswith("Dockerfile"):
             names |= set(_DOCKER_ENV.findall(text))
     # services/common/settings.py reads {PREFIX}_URL, _WORKERS and _HOST for each service.
-    for prefix in ("REVIEWS", "RECOMMENDATIONS"):
+    for prefix in ("REVIEWS", "RECOMMENDATIONS", "PAYMENTS", "CATALOG"):
         names |= {f"{prefix}_URL", f"{prefix}_WORKERS", f"{prefix}_HOST"}
     return names
 
@@ -110,6 +116,10 @@ def compose_problems(document: Mapping[str, Any], readable: set[str], env_exampl
                 "legacy": "8001",
                 "reviews": "8002",
                 "recommendations": "8003",
+                "payments": "8005",
+                "catalog": "8004",
+                "pg-a": "8101",
+                "pg-b": "8102",
                 "gateway": "8000",
             }.get(name)
             if own_port and own_port not in health_test:

@@ -32,6 +32,13 @@ def test_every_service_of_the_stack_is_there(compose):
         "legacy",
         "reviews",
         "recommendations",
+        "payments",
+        "pg-a",
+        "pg-b",
+        "rabbitmq",
+        "catalog",
+        "relay",
+        "catalog-consumer",
         "gateway",
     }
 
@@ -68,6 +75,7 @@ def test_the_env_reader_scan_finds_what_the_apps_read():
             "condition 'healthy'",
         ),
         (lambda c: c["services"]["legacy"].update({"ports": ["8001:8001"]}), "legacy: only"),
+        (lambda c: c["services"]["payments"].update({"ports": ["8005:8005"]}), "payments: only"),
         (
             lambda c: c["services"]["gateway"]["environment"].pop("IDENTITY_SECRET"),
             "needs ['IDENTITY_SECRET']",

@@ -47,7 +47,16 @@ def test_deployments_are_production_shaped(rendered):
     for document in rendered:
         by_kind.setdefault(document["kind"], {})[document["metadata"]["name"]] = document
     deployments = by_kind["Deployment"]
-    assert set(deployments) == {"gateway", "legacy", "reviews", "recommendations"}
+    assert set(deployments) == {
+        "gateway",
+        "legacy",
+        "reviews",
+        "recommendations",
+        "payments",
+        "catalog",
+        "relay",
+        "catalog-consumer",
+    }
     for name, deployment in deployments.items():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"] and container["livenessProbe"], name
@@ -65,6 +74,11 @@ def test_deployments_are_production_shaped(rendered):
     policy = by_kind["NetworkPolicy"]["backends-only-from-gateway"]["spec"]
     assert policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "gateway"
+    }
+    payments = by_kind["NetworkPolicy"]["payments-only-from-legacy"]["spec"]
+    assert payments["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "payments"}
+    assert payments["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "legacy"
     }
     assert "StatefulSet" not in by_kind, "Redis and PostgreSQL are external services"
 

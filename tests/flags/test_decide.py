@@ -167,6 +167,27 @@ def test_file_provider_hot_reloads_and_keeps_the_last_good_file(paths):
         provider.stop()
 
 
+def test_a_document_the_unleash_engine_cannot_read_keeps_the_last_good_flags(paths):
+    """Found by fuzz/unleash_flags.py: a strategy without ``name`` goes to Unleash's engine, which raised
+    KeyError out of Toggles.compile; the watcher thread died and no later change was picked up."""
+    nameless = {"name": "route.reviews.list", "enabled": True, "strategies": [{"parameters": {}}]}
+    with pytest.raises(ValueError, match="the Unleash engine cannot read the document"):
+        Toggles.compile({"version": 1, "features": [nameless]})
+    write_flags(paths["flags"], toggle("reviews.list"))
+    provider = FileFlagProvider(paths["flags"], poll_seconds=0.01)
+    flags = flags_with(paths, provider)
+    provider.start()
+    try:
+        assert flags.decide("reviews.list", USER).backend == "candidate"
+        write_flags(paths["flags"], nameless)
+        assert eventually(lambda: provider.error is not None and "Unleash engine" in provider.error)
+        assert flags.decide("reviews.list", USER).backend == "candidate", "last good file still answers"
+        write_flags(paths["flags"], toggle("reviews.list", enabled=False))
+        assert eventually(lambda: flags.decide("reviews.list", USER).backend == "legacy"), "still watching"
+    finally:
+        provider.stop()
+
+
 def test_describe_reports_share_and_source(paths):
     write_flags(paths["flags"], toggle("reviews.list", rollout=25))
     flags = flags_with(paths, FileFlagProvider(paths["flags"]))

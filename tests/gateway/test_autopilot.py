@@ -23,6 +23,7 @@ from flags import Flags
 from flags.model import Override
 from flags.overrides import AUDIT_STREAM, HASH_KEY, LEASE_PREFIX, FileOverrideStore, RedisOverrideStore
 from gateway import autopilot as autopilot_module
+from gateway import decider as decider_module
 from gateway import live as live_module
 from gateway.accesslog import AccessLog
 from gateway.admin import admin_app
@@ -294,14 +295,14 @@ def file_store(tmp_path: Path) -> FileOverrideStore:
 
 
 def prove_parity(rt: Runtime, samples: int = 250) -> None:
-    shadow = Shadow(on_result=Autopilot(rt, owner="wiring").record_shadow)  # as the app wires it
+    shadow = Shadow(on_result=rt.record_shadow)  # as the app wires it
     for _ in range(samples):
         shadow._count(rt.metrics, ROUTE, "match", "reviews")
 
 
 def test_only_the_candidates_own_failures_count_against_it(tmp_path):
     rt = runtime(tmp_path, file_store(tmp_path))
-    shadow = Shadow(on_result=Autopilot(rt, owner="wiring").record_shadow)
+    shadow = Shadow(on_result=rt.record_shadow)
     shadow._count(rt.metrics, ROUTE, "error", "reviews")  # the candidate did not answer a shadow
     shadow._count(rt.metrics, ROUTE, "error", "legacy")  # legacy did not (the route on the candidate)
     shadow._count(rt.metrics, ROUTE, "mismatch", "legacy")  # a difference is one, either way round
@@ -461,7 +462,7 @@ def test_two_gateways_on_one_store_have_one_decider(tmp_path, clock, request, ki
 
 
 def test_the_loop_survives_a_failing_and_a_hung_store(tmp_path, clock, monkeypatch):
-    monkeypatch.setattr(autopilot_module, "STORE_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(decider_module, "STORE_TIMEOUT_SECONDS", 0.05)
     store = file_store(tmp_path)
     rt = runtime(tmp_path, store, interval_seconds=0.1)
     pilot = Autopilot(rt, owner="me", clock=clock)

@@ -73,9 +73,13 @@ class Running:
 def _flags_on_candidate(path: Path) -> None:
     document = default_flags(route_ids(SHIPPED_ROUTES_FILE))
     for feature in document["features"]:
-        feature["enabled"] = feature["name"].startswith("route.reviews.")
+        feature["enabled"] = feature["name"].startswith(("route.reviews.", "route.catalog."))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document))
+
+
+def _item_review_count(database: Path, item_id: int) -> int:
+    return int(_query(database, "SELECT review_count FROM items_item WHERE id = ?", item_id)[0][0])
 
 
 def _port_closed(port: int) -> bool:
@@ -108,7 +112,10 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Running]:
-    ports = {name: free_port() for name in ("legacy", "reviews", "recommendations", "gateway")}
+    ports = {
+        name: free_port()
+        for name in ("legacy", "reviews", "recommendations", "catalog", "payments", "pg-a", "pg-b", "gateway")
+    }
     var = tmp_path / "var"
     _flags_on_candidate(var / "flags.json")
     env = {
@@ -120,6 +127,9 @@ def stack(tmp_path: Path) -> Iterator[Running]:
         "LEGACY_URL": f"http://127.0.0.1:{ports['legacy']}",
         "REVIEWS_URL": f"http://127.0.0.1:{ports['reviews']}",
         "RECOMMENDATIONS_URL": f"http://127.0.0.1:{ports['recommendations']}",
+        "CATALOG_URL": f"http://127.0.0.1:{ports['catalog']}",
+        "PAYMENTS_URL": f"http://127.0.0.1:{ports['payments']}",
+        "PAYMENTS_PROVIDERS": f"a=http://127.0.0.1:{ports['pg-a']},b=http://127.0.0.1:{ports['pg-b']}",
         "GATEWAY_PORT": str(ports["gateway"]),
         # Workers under every kind of master, so the test sees that none of them outlives it.
         "LEGACY_WORKERS": "1",
@@ -132,6 +142,7 @@ def stack(tmp_path: Path) -> Iterator[Running]:
         "RUN_STACK_RESTART_DELAY": str(RESTART_DELAY),
     }
     env.pop("DATABASE_URL", None)
+    env.pop("BROKER_URL", None)  # the embedded default: the relay applies events itself
     log = tmp_path / "run_stack.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -199,6 +210,17 @@ def test_a_killed_service_is_restarted_while_the_gateway_keeps_answering(
     item, before = _unreviewed_item(stack.database, "demo1"), _review_count(stack.database)
     review = {"item_id": item, "rating": 4, "body": "written once, after the restart"}
 
+    # Checkout through the whole stack: gateway → legacy → payments → a provider simulator.
+    option = _query(stack.database, "SELECT id FROM items_itemoption WHERE stock >= 1 ORDER BY id")[0][0]
+    order = client.post(
+        "/api/v1/orders", json={"lines": [{"option_id": option, "quantity": 1}]}, headers=auth
+    )
+    paid = client.post(
+        f"/api/v1/orders/{order.json()['id']}/payment", headers={**auth, "Idempotency-Key": "run-stack-1"}
+    )
+    assert paid.status_code == 201, paid.text
+    assert (paid.json()["order"]["status"], paid.json()["payment"]["status"]) == ("paid", "approved")
+
     reviews_pid = stack.pid(r"started reviews \(pid (\d+)\)")
     old_reviews = _tree(reviews_pid)
     assert len(old_reviews) > 2, "the reviews master and its workers"
@@ -225,13 +247,21 @@ def test_a_killed_service_is_restarted_while_the_gateway_keeps_answering(
     assert created.status_code == 201, created.text
     assert created.headers["x-served-by"] == "reviews"
     assert _review_count(stack.database) == before + 1
+    # The catalog view follows the write: the embedded relay applied the review's event (ADR 0018).
+    document = f"/api/v1/catalog/items/{item}"
+    assert eventually(
+        lambda: client.get(document).json()["review_count"] == _item_review_count(stack.database, item),
+        timeout=10,
+    )
+    assert client.get(document).headers["x-served-by"] == "catalog"
 
     servers = {
-        stack.pid(rf"started {name} \(pid (\d+)\)") for name in ("legacy", "recommendations", "gateway")
+        stack.pid(rf"started {name} \(pid (\d+)\)")
+        for name in ("legacy", "recommendations", "catalog", "relay", "pg-a", "pg-b", "payments", "gateway")
     }
     everything = _tree(stack.process.pid)
     assert servers | {new_pid} <= {p.pid for p in everything}
-    assert len(everything) >= 1 + 4 + 5, "run_stack, 4 servers, 1 gunicorn and 2 + 2 uvicorn workers"
+    assert len(everything) >= 1 + 7 + 5, "run_stack, 7 servers, 1 gunicorn and 2 + 2 uvicorn workers"
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(timeout=30) == 0
     assert "SIGINT: stopping the stack" in stack.output()

@@ -4,7 +4,8 @@
 connections and reads whatever clients send, but forwards nothing and answers nothing; bytes on
 connections opened before are swallowed too. Unlike ``TcpProxy.cut()`` (connections refused or
 reset: clients fail fast), a client only learns of this outage from its own timeouts.
-``Blackhole(None)`` is silent from the start. ``close()`` drops every connection.
+``Blackhole(None)`` is silent from the start; ``restore()`` forwards again (on new connections).
+``close()`` drops every connection.
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ class Blackhole:
     def silence(self) -> None:
         """From now on: accept, read, never answer (open connections included)."""
         self._silent.set()
+
+    def restore(self) -> None:
+        """Forward again, on new connections: those open now are dropped (what was sent while silent is
+        gone, so they could not be trusted to be in step)."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+            self._silent.clear()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
     def _keep(self, sock: socket.socket) -> bool:
         with self._lock:

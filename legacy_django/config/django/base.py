@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "legacy_django.reviews",
     "legacy_django.search",
     "legacy_django.content",
+    "legacy_django.catalog",
     "legacy_django.seed",
 ]
 
@@ -71,6 +72,11 @@ if STOCK_STRATEGY not in {"ordered", "naive"}:
     raise ImproperlyConfigured(f"LEGACY_STOCK_STRATEGY must be ordered or naive, got {STOCK_STRATEGY!r}")
 if GATEWAY_ENV == "production" and STOCK_STRATEGY != "ordered":
     raise ImproperlyConfigured("LEGACY_STOCK_STRATEGY=naive is for the benchmark only, never production")
+
+# The payments service (checkout, ADR 0017): where it answers, and how long a payment may take before the
+# order is left payment_pending (the payment may still settle; paying again asks for the same payment).
+PAYMENTS_URL = env_str("PAYMENTS_URL", "http://127.0.0.1:8005").rstrip("/")
+PAYMENTS_TIMEOUT_SECONDS = env_int("PAYMENTS_TIMEOUT_SECONDS", 10)
 
 # Auth issuer (RS256 access tokens, JWKS).
 JWT_ISSUER = env_str("JWT_ISSUER", "shop-legacy")
