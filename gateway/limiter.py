@@ -14,13 +14,10 @@ TCP's congestion window does and Netflix's concurrency-limits ``AIMDLimit`` does
   limit was reached grows it by one;
 * the limit stays within ``[min_limit, max_limit]``.
 
-Beyond the limit a request waits in a FIFO queue of at most ``max_queue`` requests, then is shed
-(``Overloaded``: 503 with ``Retry-After``); a full queue sheds at once. It waits at most
-``max_wait_seconds`` and at most ``(tolerance - 1) x baseline``: the latency headroom the limit
-allows an admitted request, so that waiting cannot by itself push an admitted request past
-``tolerance`` times the unloaded latency (under a sustained overload the queue is always full and a
-longer wait only adds latency, not throughput). Admitted requests therefore see the backend near
-its unloaded latency, and the excess gets a fast, explicit answer instead of a timeout.
+Beyond the limit a request waits in a FIFO queue of at most ``max_queue`` requests for at most
+``max_wait_seconds``, then is shed (``Overloaded``: 503 with ``Retry-After``); a full queue sheds
+at once. Admitted requests therefore see the backend near its unloaded latency, and the excess
+gets a fast, explicit answer instead of a timeout.
 
 Cost on the request path: ``try_acquire`` is a comparison and an increment; ``release`` adds
 the sample and, once per window, recomputes the limit. Only queued requests create a future.
@@ -46,7 +43,7 @@ class LimitConfigError(ValueError):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LimitPolicy:
     initial_limit: int = 20
-    min_limit: int = 1
+    min_limit: int = 2
     max_limit: int = 200
     tolerance: float = 2.0
     backoff: float = 0.9
@@ -113,15 +110,6 @@ class AdaptiveLimit:
     def queued(self) -> int:
         return len(self._waiters)
 
-    @property
-    def max_wait(self) -> float:
-        """How long a request may wait for a slot: ``max_wait_seconds``, and once the baseline is
-        known at most the headroom ``(tolerance - 1) x baseline``."""
-        cap = self.policy.max_wait_seconds
-        if self.baseline is None:
-            return cap
-        return min(cap, (self.policy.tolerance - 1) * self.baseline)
-
     def try_acquire(self) -> bool:
         if self.in_flight < int(self.limit) and not self._waiters:
             self.in_flight += 1
@@ -135,8 +123,7 @@ class AdaptiveLimit:
         """Wait in the queue for a slot; False (shed) when the queue is full or the wait too long."""
         if self.try_acquire():
             return True
-        wait = self.max_wait
-        if len(self._waiters) >= self.policy.max_queue or wait == 0:
+        if len(self._waiters) >= self.policy.max_queue or self.policy.max_wait_seconds == 0:
             self.shed += 1
             return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -144,7 +131,7 @@ class AdaptiveLimit:
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races
             # the hand-over of a slot; here a cancellation always reaches the except below.
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout(self.policy.max_wait_seconds):
                 await asyncio.shield(waiter)
         except TimeoutError:
             if waiter.done() and not waiter.cancelled():

@@ -169,29 +169,3 @@ def test_a_long_overload_does_not_drag_the_baseline_up_to_the_overloaded_latency
     assert limit.baseline == pytest.approx(0.010)
     assert limit.limit == 2, "still protecting after a minute"
 
-
-def test_a_request_waits_no_longer_than_the_latency_headroom_the_limit_allows():
-    clock = Clock()
-    limit = AdaptiveLimit(LimitPolicy(initial_limit=4, tolerance=2.0, max_wait_seconds=0.05), clock=clock)
-    assert limit.max_wait == 0.05, "no baseline yet: the configured wait"
-    _window(limit, clock, 0.004)
-    assert limit.max_wait == pytest.approx(0.004), "(tolerance - 1) x a 4 ms baseline"
-    _window(limit, clock, 0.200)  # a slow window does not raise the baseline, so nor the wait
-    assert limit.max_wait == pytest.approx(0.004)
-    slow_backend = AdaptiveLimit(LimitPolicy(initial_limit=4, max_wait_seconds=0.05), clock=clock)
-    _window(slow_backend, clock, 0.5)
-    assert slow_backend.max_wait == 0.05, "never above max_wait_seconds"
-
-
-def test_with_a_fast_backend_a_queued_request_is_shed_after_the_headroom_not_max_wait_seconds():
-    async def scenario() -> None:
-        clock = Clock()
-        # max_wait_seconds of an hour: only the headroom (1 ms here) lets this test end
-        limit = AdaptiveLimit(LimitPolicy(initial_limit=1, min_limit=1, max_wait_seconds=3600.0), clock=clock)
-        _window(limit, clock, 0.001)
-        while limit.try_acquire():
-            pass  # every slot taken
-        assert await asyncio.wait_for(limit.acquire(), timeout=30) is False
-        assert limit.shed == 1 and limit.queued == 0
-
-    asyncio.run(scenario())
