@@ -78,9 +78,9 @@ fuzz: install
 	done
 	API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) API_FUZZ_RANDOM=1 $(BIN)/pytest tests/api -q
 
-# The fault scenarios of tests/reliability (also in make test, with their bounds) once more, as the
-# README's Reliability table (~45 s; .cache/reliability.md).
-reliability-report: install
+# The fault scenarios and the idle and slow clients of tests/reliability (also in make test, with their
+# bounds) once more, as the README's Reliability tables (~65 s; .cache/reliability.md).
+reliability-report: install node-deps
 	$(BIN)/python -m tests.reliability.report
 
 lint: install

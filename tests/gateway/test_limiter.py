@@ -168,4 +168,3 @@ def test_a_long_overload_does_not_drag_the_baseline_up_to_the_overloaded_latency
         _window(limit, clock, 0.050)
     assert limit.baseline == pytest.approx(0.010)
     assert limit.limit == 2, "still protecting after a minute"
-

@@ -1,24 +1,28 @@
 """Faults under a steady load through the gateway, measured (ADR 0019's reliability part).
 
 A stack of its own: a seeded SQLite database; the monolith (gunicorn) and the reviews service as
-restartable process groups on fixed ports; one gateway with the reviews routes on their candidate, its
-JWKS fetched through a TCP proxy and its override store in Redis (database 13, its own) through a proxy
-that can cut and a blackhole that can go silent: never the machine's Redis itself.
+restartable process groups on fixed ports; a real Unleash server (tests/support/unleash.py, its own
+PostgreSQL database) that alone sends the reviews routes to their candidate (the flags file has every
+route off), polled by the gateway every second; one gateway, its JWKS fetched through a TCP proxy and
+its override store in Redis (database 13, its own) through a proxy that can cut and a blackhole that
+can go silent: never the machine's Redis itself.
 
 ``run(stack, scenario)`` keeps a load going (reads of a candidate route and of a legacy route, and
 orders with an ``Idempotency-Key``, retried once with the same key after a 5xx or a network error, as
 apps do), applies the fault, lifts it, and returns a ``Result``: the error rate while the fault lasts
 (5xx and network errors; 4xx are answers), the time from lifting it until the last error (and, for the
-candidate, until it serves again), and the write check: every 201 order is in the database, no
-request wrote two orders.
+candidate, until it serves again), how many candidate reads another backend answered from then on,
+and the write check: every 201 order is in the database, no request wrote two orders.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -32,11 +36,13 @@ from pathlib import Path
 
 import httpx
 
-from flags import default_flags, route_ids
+from flags import default_flags, flag_key, route_ids
 from flags.routes_file import SHIPPED_ROUTES_FILE
+from gateway.settings import default_max_connections
 from tests.support.blackhole import Blackhole
 from tests.support.servers import BIN, free_port, legacy_env, seeded_copies
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.unleash import UnleashServer, unleash_server
 from tests.support.waiting import eventually
 
 SECRET = "reliability-identity-secret"
@@ -45,6 +51,15 @@ REDIS_DB = 13  # the tests use 15 and the benchmarks 14
 CANDIDATE_READ = "/api/v1/reviews/items/{}/summary"  # reviews.summary: on the reviews service here
 LEGACY_READ = "/api/v1/items/{}"
 USERS = [f"demo{n}" for n in range(1, 6)]
+ADMIN_TOKEN = "reliability-admin-token"
+UNLEASH_REFRESH_SECONDS = 1.0  # the gateway's poll of Unleash (15 s by default)
+CHANGED_ROUTE = "reviews.list"  # its rollout is changed in Unleash after the outage; not in the load
+# The slow-client attack (tests/reliability/resources.py) waits for these: shorter than the defaults
+# (10 s, 15 s) to keep the run brief; the mechanism is the same.
+HEADER_TIMEOUT_SECONDS = 5.0
+BODY_TIMEOUT_SECONDS = 5.0
+# The attack holds 5,000 idle and 500 slow connections from this process, the gateway its share of them.
+OPEN_FILES_WANTED = 8192
 
 
 class Server:
@@ -106,6 +121,9 @@ class Stack:
     gateway: str
     legacy: Server
     candidate: Server
+    gateway_server: Server
+    unleash: UnleashServer
+    max_connections: int  # the gateway's connection cap (one worker): its default at this open-file limit
     jwks: TcpProxy
     redis_cut: TcpProxy
     redis_silent: Blackhole
@@ -114,9 +132,56 @@ class Stack:
     option_ids: list[int]
 
 
+def raise_open_files(wanted: int = OPEN_FILES_WANTED) -> int:
+    """The soft open-file limit raised towards ``wanted`` (never past the hard limit); the servers
+    started after this inherit it. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def route_state(gateway: str, route: str) -> dict[str, object]:
+    """The route's row of the gateway's admin API: backend, percent, source (unleash, file...), reason."""
+    response = httpx.get(
+        f"{gateway}/_gateway/admin/routes", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
+    )
+    response.raise_for_status()
+    row: dict[str, object] = next(r for r in response.json()["routes"] if r["route"] == route)
+    return row
+
+
+def _routed_by_unleash(gateway: str, route: str, percent: int) -> bool:
+    try:
+        state = route_state(gateway, route)
+    except httpx.HTTPError:
+        return False
+    return (state["source"], state["percent"]) == ("unleash", percent)
+
+
+def flag_change_seconds(stack: Stack, route: str = CHANGED_ROUTE, timeout: float = 30.0) -> float:
+    """A rollout change made in Unleash's admin API: seconds until the gateway decides by it
+    (``math.inf`` if it did not within ``timeout``)."""
+    target = 60 if route_state(stack.gateway, route)["percent"] == 40 else 40
+    started = time.monotonic()
+    stack.unleash.rollout(flag_key(route), target)
+    if not eventually(lambda: _routed_by_unleash(stack.gateway, route, target), timeout, interval=0.05):
+        return math.inf
+    return time.monotonic() - started
+
+
 @contextlib.contextmanager
 def stack(work: Path) -> Iterator[Stack]:
     with contextlib.ExitStack() as exits, seeded_copies(work, ("shared",), None, SECRET) as urls:
+        exits.callback(resource.setrlimit, resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE))
+        raise_open_files()
+        max_connections = default_max_connections()  # what the gateway, inheriting the limit, would take
+        unleash = exits.enter_context(unleash_server(work))
+        reviews_routes = [r for r in route_ids(SHIPPED_ROUTES_FILE) if r.startswith("reviews.")]
+        for route in reviews_routes:
+            unleash.rollout(flag_key(route), 100)
         env = {**legacy_env(work, urls["shared"], SECRET), "REDIS_URL": "", "UNLEASH_URL": ""}
         legacy_port, reviews_port, gateway_port = free_port(), free_port(), free_port()
         legacy = Server(
@@ -149,9 +214,9 @@ def stack(work: Path) -> Iterator[Stack]:
         redis_cut = TcpProxy(("127.0.0.1", redis_silent.port))
         for closable in (jwks, redis_cut, redis_silent):
             exits.callback(closable.close)
+        # Every route off in the file: only Unleash's toggles send the reviews routes to their
+        # candidate, so routing that lost them would show in the load (reads answered by legacy).
         flags = default_flags(route_ids(SHIPPED_ROUTES_FILE))
-        for feature in flags["features"]:
-            feature["enabled"] = feature["name"].startswith("route.reviews.")
         var = work / "gateway"
         var.mkdir()
         (var / "flags.json").write_text(json.dumps(flags))
@@ -172,7 +237,13 @@ def stack(work: Path) -> Iterator[Stack]:
                 "JWT_JWKS_URL": f"http://127.0.0.1:{jwks.port}/.well-known/jwks.json",
                 "GATEWAY_JWKS_REFRESH_SECONDS": "1",
                 "REDIS_URL": f"redis://127.0.0.1:{redis_cut.port}/{REDIS_DB}",
-                "UNLEASH_URL": "",
+                "UNLEASH_URL": unleash.url,
+                "UNLEASH_API_TOKEN": unleash.backend_token,
+                "UNLEASH_REFRESH_SECONDS": str(UNLEASH_REFRESH_SECONDS),
+                "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+                "GATEWAY_HEADER_TIMEOUT": str(HEADER_TIMEOUT_SECONDS),
+                "GATEWAY_BODY_TIMEOUT": str(BODY_TIMEOUT_SECONDS),
+                "GATEWAY_MAX_CONNECTIONS": str(max_connections),
             },
             gateway_port,
             work / "gateway.log",
@@ -180,6 +251,10 @@ def stack(work: Path) -> Iterator[Stack]:
         )
         exits.callback(gateway.stop)
         gateway.start()
+        # Unleash publishes new toggles on its client API up to ~1 s late: wait for the gateway to have them.
+        assert eventually(
+            lambda: all(_routed_by_unleash(gateway.url, r, 100) for r in reviews_routes), timeout=30
+        ), f"the gateway never routed by Unleash: {route_state(gateway.url, reviews_routes[0])}"
         tokens = [
             httpx.post(
                 f"{gateway.url}/api/v1/auth/token", json={"username": u, "password": "demo-password"}
@@ -190,7 +265,18 @@ def stack(work: Path) -> Iterator[Stack]:
         with contextlib.closing(sqlite3.connect(database)) as db:
             option_ids = [row[0] for row in db.execute("SELECT id FROM items_itemoption WHERE stock > 0")]
         yield Stack(
-            gateway.url, legacy, candidate, jwks, redis_cut, redis_silent, database, tokens, option_ids
+            gateway.url,
+            legacy,
+            candidate,
+            gateway,
+            unleash,
+            max_connections,
+            jwks,
+            redis_cut,
+            redis_silent,
+            database,
+            tokens,
+            option_ids,
         )
 
 
@@ -282,6 +368,8 @@ class Result:
     orders_duplicated: int  # orders beyond one per idempotency key
     after_errors: int  # errors from the end of recovery to the end of the run
     p99_ms: float  # of the answers (not errors) while the fault lasted
+    rerouted: int  # candidate reads from the fault to the end of the run that the candidate did not answer
+    flag_change_seconds: float | None  # a change made in Unleash after the fault, until the gateway had it
 
     @property
     def error_rate(self) -> float:
@@ -297,6 +385,8 @@ class Scenario:
     fault_seconds: float = 2.0
     # After lifting: the candidate must be serving again (its reads answered by it), not only no errors.
     candidate_back: bool = False
+    # After recovering, under the same load: a measurement in seconds (Result.flag_change_seconds).
+    after: Callable[[Stack], float] | None = None
 
 
 SCENARIOS = (
@@ -339,6 +429,15 @@ SCENARIOS = (
         lambda s: s.jwks.cut(),
         lambda s: s.jwks.restore(),
     ),
+    Scenario(
+        "Unleash stopped",
+        "flag source: the Unleash server stopped for 4 s (polled every 1 s; toggles stale after 3 s), "
+        "then started again; then a rollout changed in Unleash",
+        lambda s: s.unleash.stop(),
+        lambda s: s.unleash.start(),
+        fault_seconds=4.0,
+        after=flag_change_seconds,
+    ),
 )
 
 
@@ -377,6 +476,7 @@ def run(stack: Stack, scenario: Scenario, settle_seconds: float = 1.0, max_recov
         back_at = max([s.at for s in load.samples if s.served_by == "reviews"] or [lifted_at])
         # Recovered: a whole second without an error (a breaker that opened may take its 5 s to close).
         eventually(lambda: _quiet(load.samples, lifted_at), timeout=max_recovery)
+        measured = scenario.after(stack) if scenario.after is not None else None
         time.sleep(settle_seconds)
     finally:
         load.stop()
@@ -401,11 +501,17 @@ def run(stack: Stack, scenario: Scenario, settle_seconds: float = 1.0, max_recov
         orders_lost=len(answered - orders),
         orders_duplicated=len(orders) - keys,
         after_errors=sum(1 for at in errors_after_lift if at > recovered_at and at <= end),
-        p99_ms=round(_p99([s.ms for s in during if s.ok]), 1),
+        p99_ms=round(p99([s.ms for s in during if s.ok]), 1),
+        rerouted=sum(
+            1
+            for s in load.samples
+            if s.at >= fault_at and s.kind == "candidate_read" and s.served_by != "reviews"
+        ),
+        flag_change_seconds=None if measured is None else round(measured, 2),
     )
 
 
-def _p99(values: list[float]) -> float:
+def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
 
@@ -413,14 +519,17 @@ def _p99(values: list[float]) -> float:
 def table(results: list[Result]) -> str:
     """The README's Reliability table."""
     rows = [
-        "| fault | what | requests during | error rate during | p99 answered during | recovery "
-        "| orders 201 | lost | written twice |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| fault | what | requests during | error rate during | p99 answered during | candidate reads not "
+        "answered by it | recovery | orders 201 | lost | written twice |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     what = {scenario.name: scenario.what for scenario in SCENARIOS}
     for r in results:
+        recovery = f"{r.recovery_seconds:.1f} s"
+        if r.flag_change_seconds is not None:
+            recovery += f"; the change in Unleash reached the gateway in {r.flag_change_seconds:.1f} s"
         rows.append(
             f"| {r.scenario} | {what[r.scenario]} | {r.requests} | {r.error_rate:.1%} | {r.p99_ms:,.0f} ms "
-            f"| {r.recovery_seconds:.1f} s | {r.orders_201} | {r.orders_lost} | {r.orders_duplicated} |"
+            f"| {r.rerouted} | {recovery} | {r.orders_201} | {r.orders_lost} | {r.orders_duplicated} |"
         )
     return "\n".join(rows)

@@ -2,6 +2,7 @@
 
 ``make node-deps`` installs it under .cache/node; ``unleash_server()`` creates a fresh database,
 starts the server on a free port with an admin and a backend API token, and drops it all after.
+``stop()`` and ``start()`` take the server down and bring it back on the same port and database.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class UnleashServer:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str] = field(default_factory=dict)
     admin_token: str = ADMIN_TOKEN
     backend_token: str = BACKEND_TOKEN
     created: set[str] = field(default_factory=set)
@@ -74,6 +76,11 @@ class UnleashServer:
         self.admin("POST", f"{env}/strategies", strategy)
         self.admin("POST", f"{env}/{'on' if enabled else 'off'}")
 
+    def start(self) -> None:
+        """Start it again after ``stop()`` (same port, same database); returns once it answers."""
+        self.process = _launch(self.env, self.log)
+        _wait_healthy(self)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -82,6 +89,19 @@ class UnleashServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _launch(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(["node", "server.mjs"], cwd=NODE_DIR, env=env, stdout=out, stderr=out)  # noqa: S607
+
+
+def _wait_healthy(server: UnleashServer) -> None:
+    deadline = time.monotonic() + 90
+    while not _healthy(server.url):
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"Unleash did not start:\n{server.log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 def _healthy(url: str) -> bool:
@@ -108,15 +128,9 @@ def unleash_server(work_dir: Path) -> Iterator[UnleashServer]:
         "INIT_ADMIN_API_TOKENS": ADMIN_TOKEN,
         "INIT_BACKEND_API_TOKENS": BACKEND_TOKEN,
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(["node", "server.mjs"], cwd=NODE_DIR, env=env, stdout=out, stderr=out)  # noqa: S607
-    server = UnleashServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    server = UnleashServer(url=f"http://127.0.0.1:{port}", process=_launch(env, log), log=log, env=env)
     try:
-        deadline = time.monotonic() + 90
-        while not _healthy(server.url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Unleash did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        _wait_healthy(server)
         yield server
     finally:
         server.stop()
