@@ -57,8 +57,10 @@ from bench._support import (
 )
 from events import catalog
 from events.db import Database
-from events.schema import catalog_items, options, outbox
+from events.schema import catalog_items
 from events.stream import queue_name
+from shopdb.tables import item_options as options
+from shopdb.tables import outbox
 
 NEEDS = Needs(executables=("wrk",), postgres=True)
 SECRET = "bench-identity-secret"  # noqa: S105 - a throwaway secret for local servers

@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from events.db import Database
 from events.documents import Document, document
 from events.payloads import Snapshot, state_of
-from events.schema import catalog_items, ensure_view, items, outbox
+from events.schema import catalog_items, ensure_view
 from events.state import snapshots
 from events.stream import Event
+from shopdb.tables import items, outbox
 
 CHUNK = 500
 

@@ -10,8 +10,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import payloads
-from events.schema import items, outbox
 from events.state import snapshots
+from shopdb.tables import items, outbox
 
 Build = Callable[[payloads.ItemState], payloads.Payload]
 

@@ -32,9 +32,10 @@ from sqlalchemy import select, text, update
 
 from events import broker, catalog
 from events.db import Database
-from events.schema import ensure_view, outbox
+from events.schema import ensure_view
 from events.settings import EventSettings
 from events.stream import Event, partition_of, routing_key
+from shopdb.tables import outbox
 
 logger = logging.getLogger("events.relay")
 RELAY_LOCK = 0x0E7E57  # the advisory lock id of "the relay" on PostgreSQL

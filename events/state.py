@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.payloads import ItemState, Snapshot
-from events.schema import brands, categories, items, options, reviews
+from shopdb.tables import brands, categories, items, reviews
+from shopdb.tables import item_options as options
 
 
 async def snapshots(conn: AsyncConnection, item_ids: Sequence[int]) -> dict[int, Snapshot]:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.common.db import Database
 from services.common.errors import NotFound
 from services.common.render import average, timestamp
-from services.common.tables import brands, categories, item_options, items, view_history
+from shopdb.tables import brands, categories, item_options, items, view_history
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 50

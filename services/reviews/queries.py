@@ -17,7 +17,7 @@ from services.common.db import Database
 from services.common.errors import INVALID_CREDENTIALS, Conflict, Forbidden, NotFound, Unauthenticated
 from services.common.params import PageRequest
 from services.common.render import average, timestamp
-from services.common.tables import helpful_votes, items, reviews, users
+from shopdb.tables import helpful_votes, items, reviews, users
 
 SORTS = ("recent", "rating")
 _ORDERING = {

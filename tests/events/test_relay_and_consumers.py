@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from events.db import Database
-from events.schema import outbox
 from events.stream import Event, partition_of
+from shopdb.tables import outbox
 from tests.events.conftest import events_env, mismatches, pending, process, rebuild, run
 from tests.events.writes import write
 from tests.support.rabbit import Topology, drain, rabbit_topology

@@ -10,10 +10,11 @@ from sqlalchemy import select, update
 
 from events import outbox, payloads
 from events.db import Database
-from events.schema import items, options
 from services.common import db as service_db
 from services.common.errors import Conflict
 from services.reviews import queries
+from shopdb.tables import item_options as options
+from shopdb.tables import items
 
 
 async def _order(db: Database, option_id: int, item_id: int) -> bool:

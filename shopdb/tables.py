@@ -1,6 +1,8 @@
-"""The monolith's tables, as far as the services use them (the monolith's migrations own the schema).
+"""The monolith's tables, as far as the services and the events code use them.
 
-Ids and foreign keys are 64-bit, as Django's BigAutoField makes them.
+Only the columns used outside Django are declared; the monolith's migrations own the schema
+(ADR 0001, ADR 0018 for the outbox and the item's event columns). Ids and foreign keys are 64-bit,
+as Django's BigAutoField makes them.
 """
 
 from sqlalchemy import (
@@ -42,12 +44,17 @@ items = Table(
     Column("discount_rate", SmallInteger),
     Column("review_count", Integer),
     Column("rating_total", Integer),
+    Column("stock", Integer),
+    Column("created_at", DateTime(timezone=True)),
+    Column("event_version", BigInteger),
+    Column("changed_at", DateTime(timezone=True)),
 )
 item_options = Table(
     "items_itemoption",
     metadata,
     Column("id", BigInteger, primary_key=True),
     Column("item_id", BigInteger),
+    Column("name", String(100)),
     Column("stock", Integer),
 )
 reviews = Table(
@@ -76,4 +83,16 @@ view_history = Table(
     Column("user_id", BigInteger),
     Column("item_id", BigInteger),
     Column("viewed_at", DateTime(timezone=True)),
+)
+outbox = Table(
+    "items_outboxevent",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("event_id", String(32)),
+    Column("type", String(40)),
+    Column("key", BigInteger),
+    Column("version", BigInteger),
+    Column("payload", Text),
+    Column("occurred_at", DateTime(timezone=True)),
+    Column("published_at", DateTime(timezone=True)),
 )
