@@ -35,6 +35,12 @@ from parity.rules import NO_RULES, Rules
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 FORGED_SIGNATURE = "v2=" + "0" * 64
+# A body this large may be answered (413, 401, 405) before it is read. gunicorn then drains at most
+# 64 KiB of it and closes the connection, although its answer said keep-alive, so the next request
+# on that pooled connection fails with "Server disconnected". Such a request goes on a connection of
+# its own, used once. (``Connection: close`` does not do: gunicorn then closes without draining at all,
+# and the reset can reach the client before the answer is read.)
+OWN_CONNECTION_ABOVE = 64 * 1024
 
 
 def _request_line(request: Request) -> tuple[str, str]:
@@ -169,9 +175,12 @@ class Runner:
         if force is not None:
             headers["x-force-backend"] = force
             headers["x-gateway-admin-token"] = self.config.admin_token or ""
-        response = await self.client.request(
-            request.method, f"{base}{request.target}", content=request.body, headers=headers
-        )
+        url = f"{base}{request.target}"
+        if request.body is not None and len(request.body) > OWN_CONNECTION_ABOVE:
+            async with httpx.AsyncClient(timeout=self.client.timeout) as own:
+                response = await own.request(request.method, url, content=request.body, headers=headers)
+        else:
+            response = await self.client.request(request.method, url, content=request.body, headers=headers)
         return Observation.of(response.status_code, response.headers, response.content)
 
     async def _control(self, request: Request, request_id: str) -> Observation:

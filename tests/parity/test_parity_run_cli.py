@@ -7,6 +7,7 @@ yet; tests/contract compares the catalog service with the monolith once the even
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import httpx
 import pytest
 
-from parity.corpus import load_cases
+from parity.corpus import Request, load_cases
+from parity.runner import RunConfig, Runner
 from tests.support.servers import legacy_env, legacy_server, seeded_copies, service_server
 
 SECRET = "parity-cli-identity-secret"
@@ -84,3 +87,38 @@ def test_usage_and_connection_errors_exit_2(args, message):
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_a_body_the_server_does_not_read_does_not_break_the_next_request(tmp_path: Path):
+    """gunicorn answers a too-large body without reading it, drains 64 KiB, then closes the connection
+    its answer called keep-alive: a request sent right after it on that pooled connection failed
+    ("Server disconnected", about one time in two). The runner sends such a body on a connection of
+    its own, so the pooled one stays good."""
+    too_large = Request(
+        method="POST",
+        path="/api/v1/reviews",
+        persona="demo1",
+        body=b"x" * 1_100_000,
+        content_type="application/json",
+    )
+    then = Request(method="DELETE", path="/api/v1/reviews", persona="demo1")
+
+    async def back_to_back(runner: Runner) -> list[tuple[int, int]]:
+        await runner.sign_in({"demo1"})
+        return [
+            ((await runner._send(base, too_large, "a")).status, (await runner._send(base, then, "b")).status)
+            for _ in range(20)
+        ]
+
+    with ExitStack() as stack, seeded_copies(tmp_path, ("control",), None, SECRET) as urls:
+        base = stack.enter_context(
+            legacy_server(legacy_env(tmp_path, urls["control"], SECRET), tmp_path / "control.log")
+        )
+        config = RunConfig(control=base, candidates={"reviews": base}, identity_secret=SECRET)
+
+        async def run() -> list[tuple[int, int]]:
+            async with httpx.AsyncClient(timeout=10) as client:
+                return await back_to_back(Runner(config, client))
+
+        statuses = asyncio.run(run())
+    assert statuses == [(413, 405)] * 20
