@@ -16,8 +16,10 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from gateway import http1
+from gateway.http_limits import HttpLimits
 from gateway.metrics import shared_figures_env
-from gateway.server import GatewayHttpProtocol, HttpLimits
+from gateway.server import GatewayHttpProtocol
 from gateway.settings import SettingsError, load_settings
 
 
@@ -52,6 +54,10 @@ def main() -> None:
     if settings.workers > 1:
         # Every worker adds to the same figures (metrics, live stats): one scrape sees the whole gateway.
         os.environ.update(shared_figures_env(settings.var_dir / f"gateway-{settings.port}"))
+    if settings.server == "native":
+        # The gateway's own HTTP/1.1 server (gateway/http1.py, docs/adr/0020-gateway-server-layer.md).
+        http1.serve(settings.host, settings.port, settings.workers, log_config())
+        return
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,

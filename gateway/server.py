@@ -33,104 +33,35 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 import uuid
 import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from gateway.errors import envelope
+from gateway.http_limits import (
+    ABANDONED,
+    BAD_REQUEST,
+    BODY,
+    HEAD,
+    HEADERS_TOO_LARGE,
+    RETRY_AFTER,
+    TIMEOUT,
+    TOO_MANY_CONNECTIONS,
+    URL_TOO_LONG,
+    WAITING,
+    HttpLimits,
+    Refused,
+    error_response,
+    timeout_for,
+)
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGI3Application
-from gateway.settings import GatewaySettings
-
-# Where the parser is in the current request. A connection between requests is WAITING.
-WAITING, HEAD, BODY = 0, 1, 2
-
-# The request line's method, spaces and version, the final CRLF, and some optional whitespace: what a
-# head may hold beyond the URL and the header names and values the other limits count.
-_HEAD_SLACK = 1024
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HttpLimits:
-    max_url_bytes: int
-    max_header_bytes: int  # names + values of all headers of one request
-    max_header_line_bytes: int  # name + value of one header
-    max_headers: int
-    header_timeout: float  # from a request's first byte to the end of its head
-    body_timeout: float  # the longest gap between two pieces of a body the app is waiting for
-    idle_timeout: float  # a connection with no request in flight
-    max_connections: int  # per worker process
-
-    @classmethod
-    def from_settings(cls, settings: GatewaySettings) -> HttpLimits:
-        return cls(
-            max_url_bytes=settings.max_url_bytes,
-            max_header_bytes=settings.max_header_bytes,
-            max_header_line_bytes=settings.max_header_line_bytes,
-            max_headers=settings.max_headers,
-            header_timeout=settings.header_timeout,
-            body_timeout=settings.body_timeout,
-            idle_timeout=settings.idle_timeout,
-            max_connections=settings.max_connections,
-        )
-
-    @property
-    def max_head_bytes(self) -> int:
-        """The most raw bytes a head the other limits admit can take (": " and CRLF per header)."""
-        return self.max_url_bytes + self.max_header_bytes + 4 * self.max_headers + _HEAD_SLACK
-
-    @property
-    def tick(self) -> float:
-        """How often deadlines are checked: a deadline is enforced at most this late."""
-        return min(1.0, self.header_timeout / 4, self.body_timeout / 4, self.idle_timeout / 4)
-
-
-def timeout_for(phase: int, limits: HttpLimits) -> float:
-    if phase == HEAD:
-        return limits.header_timeout
-    if phase == BODY:
-        return limits.body_timeout
-    return limits.idle_timeout
-
-
-def error_response(
-    status: int, code: str, message: str, request_id: str, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> bytes:
-    """A whole HTTP/1.1 response carrying the error envelope; the connection is closed after it."""
-    body = json.dumps(envelope(code, message, request_id), separators=(",", ":")).encode()
-    lines = [
-        STATUS_LINE[status],
-        b"content-type: application/json\r\n",
-        b"content-length: %d\r\n" % len(body),
-        b"x-request-id: %s\r\n" % request_id.encode(),
-        b"x-served-by: gateway\r\n",
-        b"connection: close\r\n",
-        *(name + b": " + value + b"\r\n" for name, value in headers),
-        b"\r\n",
-        body,
-    ]
-    return b"".join(lines)
-
-
-class _Refused(Exception):
-    """Raised from a parser callback to stop parsing; the answer is in ``GatewayHttpProtocol._refusal``."""
-
-
-_URL_TOO_LONG = (414, "url_too_long", "The request URL is too long.")
-_HEADERS_TOO_LARGE = (431, "headers_too_large", "The request headers are too large.")
-_BAD_REQUEST = (400, "bad_request", "The request could not be parsed.")
-_TIMEOUT = (408, "request_timeout", "The request was not received in time.")
-_TOO_MANY_CONNECTIONS = (503, "unavailable", "Too many open connections; retry shortly.")
-_RETRY_AFTER = ((b"retry-after", b"1"),)
 
 
 class _Sweeper:
@@ -153,9 +84,6 @@ class _Sweeper:
 
 
 _sweepers: weakref.WeakKeyDictionary[ServerState, _Sweeper] = weakref.WeakKeyDictionary()
-
-# The message of the cancellation that abandons a request whose client left (see connection_lost).
-ABANDONED = "client closed the connection"
 
 
 class _QuietAbandon(logging.Filter):
@@ -213,7 +141,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             # error, and the descriptor is released now. Reading its request first would hold the
             # descriptor (and parser memory) of exactly the connections the cap is there to shed.
             self.transport = transport
-            transport.write(error_response(*_TOO_MANY_CONNECTIONS, uuid.uuid4().hex, _RETRY_AFTER))
+            transport.write(error_response(*TOO_MANY_CONNECTIONS, uuid.uuid4().hex, RETRY_AFTER))
             transport.close()
             return
         super().connection_made(transport)
@@ -254,7 +182,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             if self._refusal is None:
                 self.logger.warning("Invalid HTTP request received.")
-            self._answer_and_close(self._refusal or _BAD_REQUEST)
+            self._answer_and_close(self._refusal or BAD_REQUEST)
             return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -268,14 +196,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             # safe side for the rare client that pipelines.
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_head_bytes:
-                self._answer_and_close(_HEADERS_TOO_LARGE)
+                self._answer_and_close(HEADERS_TOO_LARGE)
         elif self._in_trailer and chunk_headers == self._chunk_headers:
             # Trailers after a chunked body are buffered the same way. Only reads that were wholly
             # inside one (no new chunk began) count, so a read ending on a chunk's size line is not
             # mistaken for one; the read a trailer starts in goes uncounted (bounded by one read).
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_head_bytes:
-                self._answer_and_close(_HEADERS_TOO_LARGE)
+                self._answer_and_close(HEADERS_TOO_LARGE)
 
     # Parser callbacks
 
@@ -288,15 +216,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self._max_url_bytes:
-            self._refusal = _URL_TOO_LONG
-            raise _Refused
+            self._refusal = URL_TOO_LONG
+            raise Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # uvicorn's on_header, inlined (it is called per header), plus the size count.
         size = len(name) + len(value)
         if size > self.limits.max_header_line_bytes:
-            self._refusal = _HEADERS_TOO_LARGE
-            raise _Refused
+            self._refusal = HEADERS_TOO_LARGE
+            raise Refused
         self._header_bytes += size
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
@@ -305,8 +233,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         if self._header_bytes > self.limits.max_header_bytes or len(self.headers) > self.limits.max_headers:
-            self._refusal = _HEADERS_TOO_LARGE
-            raise _Refused
+            self._refusal = HEADERS_TOO_LARGE
+            raise Refused
         self._phase, self._since = BODY, self.loop.time()
         super().on_headers_complete()
 
@@ -355,7 +283,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             if phase == WAITING:
                 self.transport.close()
             else:
-                self._answer_and_close(_TIMEOUT)
+                self._answer_and_close(TIMEOUT)
 
     def _answer_and_close(self, refusal: tuple[int, str, str]) -> None:
         cycle = self.cycle

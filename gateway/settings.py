@@ -14,6 +14,10 @@ from identity.dev import DEV_SECRET
 DEFAULT_ROUTES_FILE = Path(__file__).with_name("routes.toml")
 
 
+# The gateway's HTTP/1.1 server layers, the default first (docs/adr/0020-gateway-server-layer.md).
+SERVERS = ("native", "uvicorn")
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed."""
 
@@ -23,6 +27,7 @@ class GatewaySettings:
     host: str
     port: int
     workers: int
+    server: str  # the HTTP/1.1 server layer: "native" (gateway/http1.py) or "uvicorn"
     environment: str
     legacy_url: str
     reviews_url: str
@@ -69,6 +74,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first when unset)."""
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _positive(env: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> float:
     raw = env.get(name, "")
     try:
@@ -100,6 +113,7 @@ def load_settings(env: Mapping[str, str] = os.environ) -> GatewaySettings:
         host=env.get("GATEWAY_HOST", "127.0.0.1"),
         port=_int(env, "GATEWAY_PORT", 8000),
         workers=_int(env, "GATEWAY_WORKERS", 1),
+        server=_choice(env, "GATEWAY_SERVER", SERVERS),
         environment=environment,
         legacy_url=legacy,
         reviews_url=env.get("REVIEWS_URL", "http://127.0.0.1:8002").rstrip("/"),

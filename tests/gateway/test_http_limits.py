@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from gateway.server import BODY, HEAD, WAITING, HttpLimits, error_response, timeout_for
+from gateway.http_limits import BODY, HEAD, WAITING, HttpLimits, error_response, timeout_for
 from gateway.settings import SettingsError, load_settings
 from tests.gateway.conftest import Stack, _gateway
 from tests.support.servers import free_port
