@@ -86,6 +86,8 @@ _LINGER_BYTES = 1024 * 1024
 _BACKLOG = 2048
 _UPGRADE_REFUSED = (400, "bad_request", "Protocol upgrades (WebSocket, h2c) are not supported here.")
 _INTERNAL_ERROR = (500, "internal_error", "The gateway failed to answer this request.")
+_TE_NOT_CHUNKED = (400, "bad_request", "Transfer-Encoding other than chunked is not supported.")
+_BAD_HOST = (400, "bad_request", "An HTTP/1.1 request needs exactly one Host header.")
 _TE_ON_HTTP10 = (400, "bad_request", "Transfer-Encoding is not allowed on an HTTP/1.0 request.")
 
 
@@ -320,6 +322,7 @@ class Connection(asyncio.Protocol):
         self._chunk_headers = 0
         self._refusal: tuple[int, str, str] | None = None
         self._parsing: Exchange | None = None  # the request whose body is arriving
+        self._after: tuple[int, str, str] | None = None  # the refusal due once earlier answers are out
         # Answering
         self._running: Exchange | None = None
         self._task: asyncio.Task[None] | None = None
@@ -388,10 +391,10 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(_UPGRADE_REFUSED)
+            self._parse_failed(_UPGRADE_REFUSED)
             return
         except (httptools.HttpParserError, Refused):
-            self._refuse(self._refusal or BAD_REQUEST)
+            self._parse_failed(self._refusal or BAD_REQUEST)
             return
         if self._phase == HEAD or (self._in_trailer and chunk_headers == self._chunk_headers):
             # The parser holds an unfinished header in memory that on_header has not counted yet, and
@@ -432,12 +435,22 @@ class Connection(asyncio.Protocol):
         parser = self.parser
         version = parser.get_http_version()
         expect_continue = False
+        hosts = 0
         for name, value in headers:
-            if name == b"expect" and value.lower() == b"100-continue":
+            if name == b"host":
+                hosts += 1
+            elif name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = version != "1.0"
-            elif name == b"transfer-encoding" and version == "1.0":
-                self._refusal = _TE_ON_HTTP10
-                raise Refused
+            elif name == b"transfer-encoding":
+                # Only chunked is spoken (RFC 9112 §6.1: on HTTP/1.0 the framing is faulty); anything
+                # else ("gzip, chunked") would reach the backend de-chunked but still announced coded.
+                self._refusal = _TE_ON_HTTP10 if version == "1.0" else _TE_NOT_CHUNKED
+                if version == "1.0" or value.strip().lower() != b"chunked":
+                    raise Refused
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            self._refusal = _BAD_HOST  # RFC 9112 §3.2: exactly one Host on HTTP/1.1, at most one before
+            raise Refused
+        self._refusal = None
         try:
             parsed = httptools.parse_url(self._url)
             raw_path: bytes = parsed.path
@@ -525,6 +538,10 @@ class Connection(asyncio.Protocol):
             return
         if self._queue:
             self._start(self._queue.popleft())
+        elif self._after is not None:
+            self.transport.write(error_response(*self._after, uuid.uuid4().hex))
+            self._close_now()
+            return
         self._resume_reading()
 
     def _close_after(self, exchange: Exchange) -> None:
@@ -574,6 +591,20 @@ class Connection(asyncio.Protocol):
             self._resume_reading()
 
     # Refusals and deadlines
+
+    def _parse_failed(self, refusal: tuple[int, str, str]) -> None:
+        """The bytes after the requests read so far are not a request. What came before is still
+        answered, in order; then the refusal, or only the close if the last request asked for one
+        (the bytes after a ``Connection: close`` request are never processed, RFC 9112 §9.6)."""
+        running = self._running
+        if running is None or running is self._parsing:
+            self._refuse(refusal)
+            return
+        broken, self._parsing = self._parsing, None
+        if broken is not None and broken in self._queue:
+            self._queue.remove(broken)  # its body did not parse: never run
+        self._after = refusal
+        self._pause_reading()
 
     def _refuse(self, refusal: tuple[int, str, str]) -> None:
         """Answer a request the server itself refuses, in the envelope, and close. Not answerable

@@ -90,23 +90,30 @@ class CircuitBreaker:
             return
         if self.state == OPEN:
             return  # a verdict from a request let in before the breaker opened
-        calls, failures = self._count(success)
+        self._add(success)
+        if success:  # a success cannot trip the breaker: no need to sum the window
+            self._consecutive_connect = 0
+            return
+        calls, failures = self._window()
         self._consecutive_connect = self._consecutive_connect + 1 if connect_failure else 0
         rate_tripped = calls >= self.policy.min_calls and failures / calls > self.policy.failure_rate
         if rate_tripped or self._consecutive_connect >= self.policy.connect_failures:
             self._open()
 
-    def _count(self, success: bool) -> tuple[int, int]:
-        """Add one call to this second's bucket; the window's (calls, failures)."""
+    def _add(self, success: bool) -> None:
+        """Add one call to this second's bucket."""
         now = int(time.monotonic())
-        window = self.policy.window_seconds
-        index = now % window
+        index = now % self.policy.window_seconds
         if self._bucket_second[index] != now:
             self._bucket_second[index] = now
             self._buckets[index] = [0, 0]
         bucket = self._buckets[index]
         bucket[0] += 1
         bucket[1] += not success
+
+    def _window(self) -> tuple[int, int]:
+        """The window's (calls, failures)."""
+        now, window = int(time.monotonic()), self.policy.window_seconds
         calls = failures = 0
         for second, (c, f) in zip(self._bucket_second, self._buckets, strict=True):
             if now - second < window:

@@ -182,6 +182,17 @@ class UpstreamResponse:
         self.release(reusable=True)
 
     async def read(self) -> bytes:
+        connection = self._connection
+        if connection is not None and connection.complete and connection.error is None:
+            # All of it has arrived already (the usual small answer): no async generator, no wait.
+            body = b"".join(connection.chunks)
+            connection.chunks.clear()
+            connection.buffered = 0
+            if connection.paused and connection.transport is not None:
+                connection.transport.resume_reading()
+                connection.paused = False
+            self.release(reusable=True)
+            return body
         return b"".join([chunk async for chunk in self.chunks()])
 
     def release(self, *, reusable: bool) -> None:
@@ -193,6 +204,50 @@ class UpstreamResponse:
             )
 
 
+class _Slots:
+    """At most ``size`` exchanges at a time; waiters are served in arrival order. Taking a free slot
+    is one comparison: asyncio.Semaphore costs a coroutine and a generator expression per request."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self, timeout: float) -> None:
+        """Wait for a slot; ``TimeoutError`` after ``timeout`` s without one."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.give()  # handed a slot as we were cancelled: pass it on
+            raise
+        finally:
+            timer.cancel()
+            if not waiter.done():
+                waiter.cancel()
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the longest waiter
+                return
+        self.free += 1
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class Pool:
     """Keep-alive connections to one destination, at most ``max_connections`` at a time."""
 
@@ -201,7 +256,7 @@ class Pool:
         self.port = port
         self.host_header = f"{host}:{port}".encode()
         self._idle: list[_Connection] = []
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = _Slots(max_connections)
         self._closed = False
 
     async def _connect(self, timeout: float) -> _Connection:
@@ -235,7 +290,7 @@ class Pool:
             self._idle.append(connection)
         else:
             connection.close()
-        self._slots.release()
+        self._slots.give()
 
     def _encode(
         self, method: str, target: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
@@ -260,15 +315,13 @@ class Pool:
     ) -> UpstreamResponse:
         """Send one request; the caller must consume ``chunks()`` or call ``release``."""
         payload = self._encode(method, target, headers, body)
-        if self._slots.locked():
+        if not self._slots.try_take():
             try:
                 # Waiting for a free connection counts against the connect timeout.
-                await asyncio.wait_for(self._slots.acquire(), connect_timeout)
+                await self._slots.take(connect_timeout)
             except TimeoutError:
                 # Our own saturation, not the backend's failure: a 503, never a breaker verdict.
                 raise Overloaded(f"all connections to {self.host}:{self.port} busy") from None
-        else:
-            await self._slots.acquire()  # free: no timer, no extra task on the common path
         attempts = 2 if method in IDEMPOTENT else 1
         try:
             for attempt in range(attempts):
@@ -292,7 +345,7 @@ class Pool:
                 "request", "no connection"
             )  # pragma: no cover - loop always returns/raises
         except BaseException:
-            self._slots.release()
+            self._slots.give()
             raise
 
     async def close(self) -> None:

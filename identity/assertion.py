@@ -58,9 +58,12 @@ class Identity:
         return self.user_id != ""
 
 
+_EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
 def body_sha256(body: bytes) -> str:
     """Lower-case hex SHA-256 of the exact body bytes (of ``b""`` when there is no body)."""
-    return hashlib.sha256(body).hexdigest()
+    return hashlib.sha256(body).hexdigest() if body else _EMPTY_BODY_SHA256
 
 
 def canonical_string(
@@ -151,7 +154,7 @@ def sign(
         deadline=raw_deadline,
     )
     headers = {
-        HEADER_USER_ID: quote(user_id, safe=""),
+        HEADER_USER_ID: user_id if user_id.isdigit() and user_id.isascii() else quote(user_id, safe=""),
         HEADER_SCOPES: scopes,
         HEADER_REQUEST_ID: request_id,
         HEADER_TIMESTAMP: str(ts),
