@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.gateway.conftest import ADMIN_TOKEN, Stack, _gateway
@@ -118,3 +119,30 @@ def test_a_changed_route_table_reaches_every_worker(two_workers: str, routes_fil
     finally:
         routes_file.write_text(original)
     assert eventually(lambda: httpx.get(f"{two_workers}{PATH}").status_code == 200, timeout=10)
+
+
+def _workers(port: int) -> list[psutil.Process]:
+    """The spawned worker processes of the gateway serving ``port`` (the native server's supervisor)."""
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.info["cmdline"][-2:] == ["-m", "gateway"] and (
+                process.environ().get("GATEWAY_PORT") == str(port)
+            ):
+                return [child for child in process.children() if "spawn_main" in " ".join(child.cmdline())]
+        except (psutil.Error, TypeError):
+            continue
+    raise LookupError(f"no gateway on port {port}")
+
+
+def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving(stack: Stack):
+    with ExitStack() as processes:
+        url, _ = _gateway(processes, stack.work, "gw-replaced", {"LEGACY_URL": stack.legacy}, workers=2)
+        port = int(url.rsplit(":", 1)[1])
+        first = _workers(port)
+        assert len(first) == 2
+        first[0].kill()
+        _batch(url, 20)  # served meanwhile by the survivor (and the replacement once it listens)
+        assert eventually(
+            lambda: len(_workers(port)) == 2 and first[0].pid not in {p.pid for p in _workers(port)}
+        )
+        _batch(url, 20)
