@@ -34,6 +34,7 @@ from flags import default_flags, route_ids
 from flags.routes_file import SHIPPED_ROUTES_FILE
 
 NEEDS = Needs(executables=("nginx", "wrk"))
+PATH = "/api/v1/reviews/items/1"  # a route that requires a JWT and takes a flag decision
 BODY = json.dumps({"items": [{"id": n, "name": f"item {n}", "price": 1000 + n} for n in range(22)]})
 ROUTES = """
 default_cluster = "legacy"
@@ -55,7 +56,7 @@ auth = "required"
 """
 
 
-def _nginx_conf(work: Path, backend: int, proxy: int) -> Path:
+def nginx_conf(work: Path, backend: int, proxy: int) -> Path:
     (work / "big.bin").write_bytes(b"x" * 1_000_000)
     conf = f"""
 worker_processes 1;
@@ -94,7 +95,7 @@ http {{
     return path
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its descendants."""
     try:
         root = psutil.Process(pid)
@@ -107,12 +108,10 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def _measure(
-    url: str, pid: int, duration: int, connections: int, headers: dict[str, str]
-) -> dict[str, float]:
-    before = _cpu_seconds(pid)
+def measure(url: str, pid: int, duration: int, connections: int, headers: dict[str, str]) -> dict[str, float]:
+    before = cpu_seconds(pid)
     result = wrk(url, duration=duration, connections=connections, headers=headers, threads=2)
-    used = _cpu_seconds(pid) - before
+    used = cpu_seconds(pid) - before
     requests = result["rps"] * duration
     result["cpu_us_per_request"] = used / requests * 1e6 if requests else float("nan")
     result["rss_mb"] = (
@@ -122,16 +121,9 @@ def _measure(
     return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=int, default=8)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--big", action="store_true", help="also 1 MB bodies and 1,024 connections")
-    options = parser.parse_args()
-    require(NEEDS)
-    work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
+def prepare(work: Path) -> dict[str, str]:
+    """Signing key and JWKS, flags (route.reviews.list on) and the route table under ``work``; returns
+    the Authorization header of a valid token."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
     (work / "jwks.json").write_text(
@@ -149,61 +141,77 @@ def main() -> int:
         feature["enabled"] = feature["name"] == "route.reviews.list"
     (work / "flags.json").write_text(json.dumps(flags))
     (work / "routes.toml").write_text(ROUTES)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def gateway_env(work: Path, port: int, workers: int, backend_url: str) -> dict[str, str]:
+    """The environment of a gateway on ``port`` in front of the nginx backend, with files under ``work``."""
+    return {
+        **os.environ,
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_WORKERS": str(workers),
+        "LEGACY_URL": backend_url,
+        "REVIEWS_URL": backend_url,
+        "JWT_JWKS_URL": f"{backend_url}/.well-known/jwks.json",
+        "ROUTES_FILE": str(work / "routes.toml"),
+        "FLAGS_FILE": str(work / "flags.json"),
+        "OVERRIDES_FILE": str(work / "overrides.json"),
+        "REDIS_URL": "",
+        "UNLEASH_URL": "",
+        "VAR_DIR": str(work),
+    }
+
+
+def light_p50(url: str, duration: int, headers: dict[str, str]) -> float:
+    """p50 in ms at light load (4 connections, 1 wrk thread): the latency a proxy adds."""
+    return wrk(url, duration=max(2, duration // 2), connections=4, headers=headers)["p50_ms"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--big", action="store_true", help="also 1 MB bodies and 1,024 connections")
+    options = parser.parse_args()
+    require(NEEDS)
+    work = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
+    auth = prepare(work)
     backend, proxy = free_port(), free_port()
-    conf = _nginx_conf(work, backend, proxy)
-    auth = {"Authorization": f"Bearer {token}"}
-    path = "/api/v1/reviews/items/1"
+    conf = nginx_conf(work, backend, proxy)
+    path = PATH
     rows: dict[str, dict[str, float]] = {}
     with ExitStack() as stack:
         _, nginx_pid = stack.enter_context(
             server_process(["nginx", "-c", str(conf)], dict(os.environ), backend)
         )
         direct = f"http://127.0.0.1:{backend}"
-        rows["backend direct (nginx)"] = _measure(
+        rows["backend direct (nginx)"] = measure(
             f"{direct}{path}", nginx_pid, options.duration, options.connections, auth
         )
-        rows["nginx proxy_pass"] = _measure(
+        rows["nginx proxy_pass"] = measure(
             f"http://127.0.0.1:{proxy}{path}", nginx_pid, options.duration, options.connections, auth
         )
         for workers in (1, 2):
             port = free_port()
-            env = {
-                **os.environ,
-                "GATEWAY_PORT": str(port),
-                "GATEWAY_WORKERS": str(workers),
-                "LEGACY_URL": direct,
-                "REVIEWS_URL": direct,
-                "JWT_JWKS_URL": f"{direct}/.well-known/jwks.json",
-                "ROUTES_FILE": str(work / "routes.toml"),
-                "FLAGS_FILE": str(work / "flags.json"),
-                "OVERRIDES_FILE": str(work / "overrides.json"),
-                "REDIS_URL": "",
-                "UNLEASH_URL": "",
-                "VAR_DIR": str(work),
-            }
+            env = gateway_env(work, port, workers, direct)
             with server_process([sys.executable, "-m", "gateway"], env, port) as (url, pid):
-                row = _measure(f"{url}{path}", pid, options.duration, options.connections, auth)
-                light = wrk(
-                    f"{url}{path}", duration=max(2, options.duration // 2), connections=4, headers=auth
-                )
-                row["p50_ms_light"] = light["p50_ms"]
+                row = measure(f"{url}{path}", pid, options.duration, options.connections, auth)
+                row["p50_ms_light"] = light_p50(f"{url}{path}", options.duration, auth)
                 rows[f"gateway, {workers} worker{'s' if workers > 1 else ''}"] = row
                 if options.big and workers == 1:
-                    rows["gateway, 1 worker, 1 MB body"] = _measure(
+                    rows["gateway, 1 worker, 1 MB body"] = measure(
                         f"{url}/big", pid, options.duration, 16, auth
                     )
-                    rows["gateway, 1 worker, 1,024 connections"] = _measure(
+                    rows["gateway, 1 worker, 1,024 connections"] = measure(
                         f"{url}{path}", pid, options.duration, 1024, auth
                     )
-        light = wrk(
-            f"http://127.0.0.1:{proxy}{path}",
-            duration=max(2, options.duration // 2),
-            connections=4,
-            headers=auth,
+        rows["nginx proxy_pass"]["p50_ms_light"] = light_p50(
+            f"http://127.0.0.1:{proxy}{path}", options.duration, auth
         )
-        rows["nginx proxy_pass"]["p50_ms_light"] = light["p50_ms"]
         if options.big:
-            rows["nginx proxy_pass, 1 MB body"] = _measure(
+            rows["nginx proxy_pass, 1 MB body"] = measure(
                 f"http://127.0.0.1:{proxy}/big", nginx_pid, options.duration, 16, auth
             )
     failed = {name: row["non_2xx"] for name, row in rows.items() if row["non_2xx"]}

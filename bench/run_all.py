@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/run_all.py [--quick]
 
-Scenarios (every script in bench/, each runnable alone): proxy overhead vs nginx, legacy vs service
+Scenarios (every script in bench/, each runnable alone): proxy overhead vs nginx, the gateway under
+each server layer (uvicorn, granian ASGI and RSGI, native) vs nginx, legacy vs service
 and gateway vs direct on PostgreSQL, upstream clients, route matching, flag decisions, override
 propagation through Redis and through Unleash, the 8 pm spike replay in three modes, legacy at 3x
 its capacity with its adaptive limit off and on, time-deal purchases with the incident's and the
 shipped stock order, a payment provider outage with the distributor and with one provider. Ratios
-are against baselines measured in the same run. Loopback only; bounded in time (--quick: about 8.5
+are against baselines measured in the same run. Loopback only; bounded in time (--quick: about 9.5
 min on 2 cores, 2.5 of them the spike replay, 1.5 the overload, 1 the time deal, 1 the payment
 outage). Writes bench/results/summary.md.
 
@@ -42,6 +43,16 @@ def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
         (
             "proxy_overhead",
             ["bench/proxy_overhead.py", "--duration", short, *([] if quick else ["--big"])],
+            {},
+        ),
+        (
+            "server_layer",
+            [
+                "bench/server_layer.py",
+                "--duration",
+                "3" if quick else "6",
+                *([] if quick else ["--runs", "3"]),
+            ],
             {},
         ),
         ("legacy_vs_service", ["bench/legacy_vs_service.py", "--duration", "3" if quick else "6"], pg_env),
@@ -98,6 +109,45 @@ def _summary() -> str:
             f"Added p50 at light load (4 connections): {proxy['added_p50_ms_light']:.2f} ms.",
             "",
         ]
+    layers = _load("server_layer")
+    if layers:
+        parts += ["## The gateway under each server layer (x nginx proxy_pass, same run)", ""]
+        for run in layers["runs"]:
+            load = ", ".join(f"{x:.2f}" for x in run["load_average_start"])
+            parts += [
+                f"Run {run['run']} (load average at the start {load}):",
+                "",
+                _table(
+                    [
+                        "setup",
+                        "req/s",
+                        "x nginx",
+                        "p50 ms",
+                        "p99 ms",
+                        "CPU µs/req",
+                        "x nginx CPU",
+                        "RSS MB",
+                        "added p50 ms, 4 conn.",
+                    ],
+                    [
+                        [
+                            name,
+                            f"{r['rps']:.0f}",
+                            f"{r['ratio_to_nginx_proxy']:.2f}",
+                            f"{r['p50_ms']:.2f}",
+                            f"{r['p99_ms']:.2f}",
+                            f"{r['cpu_us_per_request']:.0f}",
+                            f"{r['cpu_ratio_to_nginx_proxy']:.1f}",
+                            f"{r['rss_mb']:.0f}",
+                            f"{r['added_p50_ms_light']:.2f}",
+                        ]
+                        for name, r in run["rows"].items()
+                    ],
+                ),
+                "",
+            ]
+        if layers["not_available"]:
+            parts += [f"Not available in this tree: {', '.join(layers['not_available'])}.", ""]
     legacy = _load("legacy_vs_service")
     if legacy:
         parts += [

@@ -6,11 +6,12 @@ background. ``describe`` summarises a route for people (flagctl, the admin API).
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Protocol
 
-from flags.model import Decision, EvaluationContext, Override, flag_key
+from flags.model import Backend, Decision, EvaluationContext, Override, flag_key
 from flags.overrides import OverrideStore
 from flags.unleash import Toggles, normalized_value
 
@@ -27,15 +28,20 @@ class Provider(Protocol):
     def stop(self) -> None: ...
 
 
+@functools.lru_cache(maxsize=4096)
+def _decision(backend: Backend, reason: str, flag: str, source: str, variant: str | None = None) -> Decision:
+    """Decisions are immutable and few (routes x backends x reasons): one object each, made once,
+    instead of a frozen dataclass built per request."""
+    return Decision(backend=backend, reason=reason, flag=flag, source=source, variant=variant)
+
+
 def _override_decision(override: Override, flag: str, ctx: EvaluationContext) -> Decision:
     if override.percent is None:
-        return Decision(backend=override.backend, reason="override", flag=flag, source="override")
+        return _decision(override.backend, "override", flag, "override")
     # Sticky like Unleash's flexible rollout: the same user lands on the same side.
     sticky = ctx.user_id or ctx.session_id or str(random.randint(1, 100_000))  # noqa: S311
     candidate = normalized_value(sticky, flag) <= override.percent
-    return Decision(
-        backend="candidate" if candidate else "legacy", reason="override", flag=flag, source="override"
-    )
+    return _decision("candidate" if candidate else "legacy", "override", flag, "override")
 
 
 def _backend_of(percent: int | None) -> str:
@@ -78,16 +84,16 @@ class Flags:
             for provider in self.providers:
                 evaluation = provider.toggles.evaluate(flag, context)
                 if evaluation is not None:
-                    return Decision(
-                        backend="candidate" if evaluation.enabled else "legacy",
-                        reason="stale" if provider.stale else evaluation.reason,
-                        flag=flag,
-                        variant=evaluation.variant,
-                        source=provider.name,
+                    return _decision(
+                        "candidate" if evaluation.enabled else "legacy",
+                        "stale" if provider.stale else evaluation.reason,
+                        flag,
+                        provider.name,
+                        evaluation.variant,
                     )
-            return Decision(backend="legacy", reason="default", flag=flag, source="default")
+            return _decision("legacy", "default", flag, "default")
         except Exception:  # the request path must get an answer whatever a provider holds
-            return Decision(backend="legacy", reason="error", flag=flag, source="default")
+            return _decision("legacy", "error", flag, "default")
 
     def describe(self, route_id: str) -> RouteState:
         """Where the route's traffic goes now, as the candidate's share."""

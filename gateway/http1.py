@@ -219,6 +219,9 @@ class Exchange:
         return {"type": "http.request", "body": body, "more_body": not self.body_done}
 
     async def send(self, message: dict[str, Any]) -> None:
+        connection = self.connection
+        if connection.transport.is_closing():
+            return  # refused (408, 400) or abandoned meanwhile: nobody reads this
         kind = message["type"]
         if kind == "http.response.start":
             if self.status:
@@ -230,9 +233,6 @@ class Exchange:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
         if not self.status or self.complete:
             raise RuntimeError("http.response.body before http.response.start, or after the last body")
-        connection = self.connection
-        if connection.transport.is_closing():
-            return  # refused or abandoned meanwhile: nobody reads this
         body: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
         if not self.head_sent:
@@ -434,11 +434,13 @@ class Connection(asyncio.Protocol):
             raise Refused
         parser = self.parser
         version = parser.get_http_version()
-        expect_continue = False
+        expect_continue = upgrade = False
         hosts = 0
         for name, value in headers:
             if name == b"host":
                 hosts += 1
+            elif name == b"upgrade":
+                upgrade = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 expect_continue = version != "1.0"
             elif name == b"transfer-encoding":
@@ -450,11 +452,16 @@ class Connection(asyncio.Protocol):
         if hosts > 1 or (hosts == 0 and version == "1.1"):
             self._refusal = _BAD_HOST  # RFC 9112 §3.2: exactly one Host on HTTP/1.1, at most one before
             raise Refused
+        if upgrade and parser.should_upgrade():
+            self._refusal = _UPGRADE_REFUSED  # refused here, before the request runs
+            raise Refused
         self._refusal = None
         try:
             parsed = httptools.parse_url(self._url)
             raw_path: bytes = parsed.path
-            path = unquote(raw_path.decode("ascii"))
+            path = raw_path.decode("ascii")
+            if "%" in path:
+                path = unquote(path)
         except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
             self._refusal = BAD_REQUEST
             raise Refused from None

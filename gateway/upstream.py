@@ -273,7 +273,8 @@ class Pool:
             raise UpstreamConnectError("connect", f"{self.host}:{self.port}: {exc.strerror or exc}") from None
         return connection
 
-    async def _checkout(self, timeout: float) -> _Connection:
+    def _idle_connection(self) -> _Connection | None:
+        """The most recently used idle connection still open (LIFO keeps the warm ones warm)."""
         while self._idle:
             connection = self._idle.pop()
             if (
@@ -283,7 +284,7 @@ class Pool:
             ):
                 connection.reused = True
                 return connection
-        return await self._connect(timeout)
+        return None
 
     def give_back(self, connection: _Connection, *, reusable: bool) -> None:
         if reusable and not connection.closed and not self._closed:
@@ -325,7 +326,7 @@ class Pool:
         attempts = 2 if method in IDEMPOTENT else 1
         try:
             for attempt in range(attempts):
-                connection = await self._checkout(connect_timeout)
+                connection = self._idle_connection() or await self._connect(connect_timeout)
                 connection.send(payload, head_only=method == "HEAD")
                 try:
                     status, response_headers = await connection.wait_head(read_timeout)

@@ -76,6 +76,7 @@ class Conformance:
     address: tuple[str, int]
     settings: GatewaySettings  # the limits and timeouts the gateway runs with
     recorder_log: Path
+    log: Path  # the gateway's own output
 
     def connect(self, timeout: float = 5.0) -> RawConnection:
         return RawConnection(self.address, timeout)
@@ -142,6 +143,7 @@ def gateway(
             address=(str(parts.hostname), int(parts.port or 80)),
             settings=load_settings({**os.environ, **env}),
             recorder_log=recorder_log,
+            log=work / f"gw-{server}.log",
         )
 
 
@@ -432,6 +434,23 @@ def test_slow_body_gets_408_and_is_closed(gateway: Conformance, case: str) -> No
     with gateway.connect(CLOSE_BOUND) as conn:
         conn.send(f"POST {marker} HTTP/1.1\r\nHost: shop\r\n".encode() + framing + b"\r\n" + start)
         _assert_timed_out(conn)
+    gateway.barrier()
+    assert gateway.recorded(marker) == []
+    # The request path, woken by the refusal, must not crash writing after it.
+    assert "Traceback" not in gateway.log.read_text()
+
+
+def test_a_protocol_upgrade_is_refused_with_400(gateway: Conformance) -> None:
+    marker = _marker("upgrade")
+    with gateway.connect(CLOSE_BOUND) as conn:
+        conn.send(
+            f"GET {marker} HTTP/1.1\r\nHost: shop\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+        )
+        response = conn.read_response()
+        assert response.status == 400, response.raw
+        assert response.json()["error"]["code"] == "bad_request"
+        assert conn.closed_by_server()
     gateway.barrier()
     assert gateway.recorded(marker) == []
 
