@@ -55,6 +55,17 @@ def _scenarios(quick: bool) -> list[tuple[str, list[str], dict[str, str]]]:
             ],
             {},
         ),
+        (
+            "flamegraph",
+            [
+                "bench/flamegraph.py",
+                "--out",
+                str(RESULTS / "gateway-flame.svg"),
+                "--seconds",
+                "5" if quick else "10",
+            ],
+            {},
+        ),
         ("legacy_vs_service", ["bench/legacy_vs_service.py", "--duration", "3" if quick else "6"], pg_env),
         ("gateway_overhead", ["bench/gateway_overhead.py", "--duration", "3" if quick else "6"], pg_env),
         ("transport_compare", ["bench/transport_compare.py", "--requests", "5000" if quick else "20000"], {}),
@@ -146,8 +157,6 @@ def _summary() -> str:
                 ),
                 "",
             ]
-        if layers["not_available"]:
-            parts += [f"Not available in this tree: {', '.join(layers['not_available'])}.", ""]
     legacy = _load("legacy_vs_service")
     if legacy:
         parts += [

@@ -8,7 +8,7 @@ gateway (gateway/app.py), 1 worker, under each layer:
 
 - uvicorn: ``GATEWAY_SERVER=uvicorn python -m gateway`` (uvicorn + gateway/server.py's limits and timeouts)
 - granian ASGI: ``granian --interface asgi --factory gateway.app:create_app``
-- granian RSGI: ``granian --interface rsgi --factory gateway.rsgi:create_app`` (gateway/rsgi.py's adapter)
+- granian RSGI: ``granian --interface rsgi --factory bench._rsgi:create_app`` (bench/_rsgi.py's adapter)
 - native: ``GATEWAY_SERVER=native python -m gateway`` (gateway/http1.py), when that file exists
 
 then the layer with the most req/s in that run with 2 workers. Each server is warmed up (1 s of
@@ -43,7 +43,6 @@ from bench.proxy_overhead import PATH, gateway_env, light_p50, measure, nginx_co
 from gateway.metrics import shared_figures_env
 
 NEEDS = Needs(executables=("nginx", "wrk"), modules=("granian",))
-NATIVE_SERVER = ROOT / "gateway" / "http1.py"
 NGINX, NGINX_END = "nginx proxy_pass", "nginx proxy_pass, at the end"
 
 # A layer: (port, workers, work directory, environment) -> command and the environment to run it with.
@@ -82,13 +81,13 @@ def _granian(interface: str, target: str) -> Layer:
     return command
 
 
-def layers() -> dict[str, Layer | None]:
-    """Every layer; None where it is not available in this tree."""
+def layers() -> dict[str, Layer]:
+    """Every layer measured."""
     return {
         "uvicorn": _python_m_gateway("uvicorn"),
         "granian ASGI": _granian("asgi", "gateway.app:create_app"),
-        "granian RSGI": _granian("rsgi", "gateway.rsgi:create_app"),
-        "native": _python_m_gateway("native") if NATIVE_SERVER.exists() else None,
+        "granian RSGI": _granian("rsgi", "bench._rsgi:create_app"),
+        "native": _python_m_gateway("native"),
     }
 
 
@@ -118,7 +117,7 @@ def _measure_server(
 
 
 def one_run(index: int, options: argparse.Namespace, work: Path, auth: dict[str, str]) -> dict[str, Any]:
-    available = [name for name, layer in layers().items() if layer is not None]
+    available = list(layers())
     shift = index % len(available)
     order = available[shift:] + available[:shift]  # drift on a shared machine spreads over every layer
     load_start = os.getloadavg()
@@ -193,9 +192,6 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     options = parser.parse_args()
     require(NEEDS)
-    missing = [name for name, layer in layers().items() if layer is None]
-    if missing:
-        print(f"not available: {', '.join(missing)} ({NATIVE_SERVER.relative_to(ROOT)} does not exist)")
     print(f"{os.cpu_count()} cores; the machine may be shared: see each run's load average")
     work = Path(tempfile.mkdtemp(prefix="server-layer-bench-"))
     auth = prepare(work)
@@ -206,7 +202,7 @@ def main() -> int:
         runs.append(run)
     write_result(
         "server_layer",
-        {"settings": vars(options), "not_available": missing, "cpus": os.cpu_count(), "runs": runs},
+        {"settings": vars(options), "cpus": os.cpu_count(), "runs": runs},
     )
     failed = {
         f"run {run['run']}: {name}": row["non_2xx"]

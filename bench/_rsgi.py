@@ -1,6 +1,6 @@
 """The gateway under granian's RSGI interface, for measurement (bench/server_layer.py):
 
-    granian --interface rsgi --factory gateway.rsgi:create_app
+    granian --interface rsgi --factory bench._rsgi:create_app
 
 An adapter, not a second gateway: each RSGI request becomes the ASGI scope, ``receive`` and ``send``
 that ``GatewayApp`` (proxy path, admin app, OpenAPI) already takes, and the ``send`` messages are
