@@ -234,7 +234,7 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.db = Database(settings.database_url)
+        app.state.db = Database(settings.database_url, read_pool_size=settings.db_pool_size)
         try:
             if extension is None:
                 yield

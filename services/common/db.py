@@ -5,18 +5,28 @@ queries (and without a BEGIN/ROLLBACK round trip per request).  SQLite is shared
 the monolith's processes, so write transactions start with ``BEGIN IMMEDIATE`` (take
 the write lock up front and wait for it, instead of failing half-way when another
 process wrote first).
+
+The hot reads are ``Query`` objects (ADR 0021): a Core statement built once with named bind
+parameters, compiled once per dialect. On PostgreSQL ``fetch`` sends the compiled text straight to
+a pooled asyncpg connection (its statement cache prepares it once per connection), skipping
+SQLAlchemy's per-execution work; on SQLite it runs through SQLAlchemy as every other statement.
+Either way the rows are indexed by position, in the order of the statement's columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Select, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from services.common.readpool import ReadPool
+from services.common.settings import DEFAULT_DB_POOL_SIZE
 
 _IMMEDIATE = "shop_begin_immediate"
 _AUTOCOMMIT = "shop_autocommit"
@@ -56,10 +66,38 @@ def _sqlite_engine(url: str) -> AsyncEngine:
     return engine
 
 
+_PG_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+
+class Query:
+    """A read statement built once, with ``bindparam`` names for what varies per request.
+
+    ``pg_sql`` is its PostgreSQL text (asyncpg's ``$1``, ``$2`` …) and ``pg_args`` the values in that
+    order: a name used twice is one ``$n``; a constant of the statement that SQLAlchemy turned into a
+    parameter keeps its value; a ``bindparam`` without a value must be given (``KeyError`` if not)."""
+
+    __slots__ = ("_pg_params", "pg_sql", "statement")
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        compiled = statement.compile(dialect=_PG_DIALECT)
+        self.pg_sql = compiled.string
+        self._pg_params = tuple(
+            (name, compiled.binds[name].required, compiled.binds[name].value)
+            for name in compiled.positiontup or ()
+        )
+
+    def pg_args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            params[name] if required else params.get(name, value) for name, required, value in self._pg_params
+        ]
+
+
 class Database:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, read_pool_size: int = DEFAULT_DB_POOL_SIZE) -> None:
         url = async_url(database_url)
         self.is_sqlite = url.startswith("sqlite")
+        self._read_pool: ReadPool | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
             self._reader = self.engine.execution_options(**{_AUTOCOMMIT: True})
@@ -68,6 +106,16 @@ class Database:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=10)
             self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             self._writer = self.engine
+            connect_kwargs = self.engine.dialect.create_connect_args(self.engine.url)[1]
+            self._read_pool = ReadPool(connect_kwargs, read_pool_size)
+
+    async def fetch(self, query: Query, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        """The rows of one read statement (autocommit), by position."""
+        if self.is_sqlite:
+            async with self._reader.connect() as connection:
+                return (await connection.execute(query.statement, dict(params))).all()
+        assert self._read_pool is not None
+        return await self._read_pool.fetch(query.pg_sql, query.pg_args(params))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -92,4 +140,6 @@ class Database:
         return dialect_insert(table).on_conflict_do_nothing()
 
     async def dispose(self) -> None:
+        if self._read_pool is not None:
+            await self._read_pool.close()
         await self.engine.dispose()

@@ -12,6 +12,11 @@ from identity.dev import DEV_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Connections of a service's PostgreSQL read pool: a request holds one for a single statement, so a
+# few keep one worker busy. ADR 0021 measured 2 to 16 per worker on 2 cores: 8 served reviews.summary
+# best; recommendations.home, whose statement costs PostgreSQL more CPU than the worker, did best on 4.
+DEFAULT_DB_POOL_SIZE = 8
+DEFAULT_DB_POOL_SIZES = {"recommendations": 4}
 
 
 class SettingsError(Exception):
@@ -30,6 +35,8 @@ class ServiceSettings:
     identity_accept_v1: bool
     max_body_bytes: int
     log_level: str
+    # PostgreSQL connections of the read pool (``{PREFIX}_DB_POOL_SIZE``; ADR 0021).
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -74,4 +81,7 @@ def load_settings(name: str, env: Mapping[str, str] = os.environ) -> ServiceSett
         identity_accept_v1=_bool(env, "IDENTITY_ACCEPT_V1", False),
         max_body_bytes=_int(env, "SERVICE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         log_level=env.get("LOG_LEVEL", "info").lower(),
+        db_pool_size=_int(
+            env, f"{prefix}_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZES.get(name, DEFAULT_DB_POOL_SIZE)
+        ),
     )

@@ -5,15 +5,17 @@ item's row is updated (``events.outbox``, ADR 0018)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, bindparam, case, exists, func, literal_column, select, true, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter
 
 from events import outbox, payloads
-from services.common.db import Database
+from services.common.db import Database, Query
 from services.common.errors import INVALID_CREDENTIALS, Conflict, Forbidden, NotFound, Unauthenticated
 from services.common.params import PageRequest
 from services.common.render import average, timestamp
@@ -24,6 +26,7 @@ _ORDERING = {
     "recent": (reviews.c.created_at.desc(), reviews.c.id.desc()),
     "rating": (reviews.c.rating.desc(), reviews.c.created_at.desc(), reviews.c.id.desc()),
 }
+# review_json reads a row by position: these columns first, then helpful_by_me for a signed-in viewer.
 _REVIEW_COLUMNS = (
     reviews.c.id,
     reviews.c.item_id,
@@ -37,30 +40,30 @@ _REVIEW_COLUMNS = (
 _REVIEW_FROM = reviews.join(users, users.c.id == reviews.c.user_id)
 
 
-def _select_reviews(viewer_id: int | None) -> Select[Any]:
-    """Review rows with the author's name and, for a signed-in viewer, a ``helpful_by_me`` column."""
+def _select_reviews(viewer: Any) -> Select[Any]:
+    """Review rows with the author's name and, for a signed-in ``viewer`` (a value or a bind
+    parameter; None for anonymous), a ``helpful_by_me`` column."""
     columns: list[Any] = list(_REVIEW_COLUMNS)
-    if viewer_id is not None:
-        voted = exists().where(
-            helpful_votes.c.review_id == reviews.c.id, helpful_votes.c.user_id == viewer_id
-        )
+    if viewer is not None:
+        voted = exists().where(helpful_votes.c.review_id == reviews.c.id, helpful_votes.c.user_id == viewer)
         columns.append(voted.label("helpful_by_me"))
     return select(*columns).select_from(_REVIEW_FROM)
 
 
-def review_json(row: Row[Any], signed_in: bool) -> dict[str, Any]:
-    """``helpful_by_me`` only for a signed-in viewer (the row then has that column)."""
+def review_json(row: Sequence[Any], signed_in: bool) -> dict[str, Any]:
+    """A row of ``_select_reviews``; ``helpful_by_me`` only for a signed-in viewer (the row then has that
+    column)."""
     data: dict[str, Any] = {
-        "id": row.id,
-        "item_id": row.item_id,
-        "author": {"id": row.user_id, "display_name": row.display_name},
-        "rating": row.rating,
-        "body": row.body,
-        "helpful_count": row.helpful_count,
-        "created_at": timestamp(row.created_at),
+        "id": row[0],
+        "item_id": row[1],
+        "author": {"id": row[2], "display_name": row[3]},
+        "rating": row[4],
+        "body": row[5],
+        "helpful_count": row[6],
+        "created_at": timestamp(row[7]),
     }
     if signed_in:
-        data["helpful_by_me"] = bool(row.helpful_by_me)
+        data["helpful_by_me"] = bool(row[8])
     return data
 
 
@@ -85,15 +88,48 @@ def _item_exists(item_id: int) -> Any:
     return exists().where(items.c.id == item_id)
 
 
+def _item_page_query(sort: str, signed_in: bool) -> Query:
+    """One round trip for reviews.list: the item's row (none: 404), left-joined with the page of its
+    reviews (no review on the page: one row of NULLs), and the item's review count as the last column."""
+    item_id: BindParameter[int] = bindparam("item_id")
+    page = (
+        _select_reviews(bindparam("viewer_id") if signed_in else None)
+        .where(reviews.c.item_id == item_id)
+        .order_by(*_ORDERING[sort])
+        .limit(bindparam("size"))
+        .offset(bindparam("offset"))
+        .subquery("page")
+    )
+    ordering = {
+        "recent": (page.c.created_at.desc(), page.c.id.desc()),
+        "rating": (page.c.rating.desc(), page.c.created_at.desc(), page.c.id.desc()),
+    }[sort]
+    total = select(func.count()).select_from(reviews).where(reviews.c.item_id == item_id).scalar_subquery()
+    return Query(
+        select(*page.c, total.label("total"))
+        .select_from(items.outerjoin(page, true()))
+        .where(items.c.id == item_id)
+        .order_by(*ordering)
+    )
+
+
+_ITEM_PAGE = {
+    (sort, signed_in): _item_page_query(sort, signed_in) for sort in SORTS for signed_in in (False, True)
+}
+
+
 async def review_list_for_item(
     db: Database, item_id: int, page: PageRequest, sort: str, viewer_id: int | None
 ) -> tuple[list[dict[str, Any]], int]:
-    where = reviews.c.item_id == item_id
-    async with db.read() as conn:
-        found, total = (await conn.execute(select(_item_exists(item_id), _count(where)))).one()
-        if not found:
-            raise NotFound(f"Item {item_id} does not exist.")
-        return await _page(conn, where, page, sort, viewer_id), total
+    signed_in = viewer_id is not None
+    params = {"item_id": item_id, "size": page.size, "offset": page.offset, "viewer_id": viewer_id}
+    rows = await db.fetch(_ITEM_PAGE[sort, signed_in], params)
+    if not rows:
+        raise NotFound(f"Item {item_id} does not exist.")
+    total: int = rows[0][-1]
+    if rows[0][0] is None:  # the item has no review on this page
+        return [], total
+    return [review_json(row, signed_in) for row in rows], total
 
 
 async def review_list_for_user(
@@ -117,23 +153,35 @@ async def review_detail(db: Database, review_id: int, viewer_id: int | None) -> 
         return review_json(await _review_row(conn, review_id, viewer_id), viewer_id is not None)
 
 
+def _rated(rating: int) -> Any:
+    """How many of the item's reviews have ``rating`` (constants as SQL literals, not parameters)."""
+    return func.count(case((reviews.c.rating == literal_column(str(rating)), literal_column("1"))))
+
+
+# One round trip for reviews.summary: no row when the item does not exist; else the review count, the
+# rating total and the count per rating 1..5 (LEFT JOIN: zeros for an item without reviews).
+_SUMMARY = Query(
+    select(
+        func.count(reviews.c.id),
+        func.coalesce(func.sum(reviews.c.rating), literal_column("0")),
+        *(_rated(rating) for rating in range(1, 6)),
+    )
+    .select_from(items.outerjoin(reviews, reviews.c.item_id == items.c.id))
+    .where(items.c.id == bindparam("item_id"))
+    .group_by(items.c.id)
+)
+
+
 async def review_summary(db: Database, item_id: int) -> dict[str, Any]:
-    async with db.read() as conn:
-        if not (await conn.execute(select(_item_exists(item_id)))).scalar():
-            raise NotFound(f"Item {item_id} does not exist.")
-        query = (
-            select(reviews.c.rating, func.count())
-            .where(reviews.c.item_id == item_id)
-            .group_by(reviews.c.rating)
-        )
-        counts = {rating: n for rating, n in await conn.execute(query)}
-    count = sum(counts.values())
-    total = sum(rating * n for rating, n in counts.items())
+    rows = await db.fetch(_SUMMARY, {"item_id": item_id})
+    if not rows:
+        raise NotFound(f"Item {item_id} does not exist.")
+    count, total, *per_rating = rows[0]
     return {
         "item_id": item_id,
         "review_count": count,
         "rating_average": average(total, count),
-        "distribution": {str(rating): counts.get(rating, 0) for rating in range(1, 6)},
+        "distribution": {str(rating): n for rating, n in enumerate(per_rating, start=1)},
     }
 
 
