@@ -121,14 +121,21 @@ def test_a_changed_route_table_reaches_every_worker(two_workers: str, routes_fil
     assert eventually(lambda: httpx.get(f"{two_workers}{PATH}").status_code == 200, timeout=10)
 
 
+def _spawned(child: psutil.Process) -> bool:
+    try:
+        return child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline())
+    except psutil.Error:  # gone, or a zombie not reaped yet
+        return False
+
+
 def _workers(port: int) -> list[psutil.Process]:
-    """The spawned worker processes of the gateway serving ``port`` (the native server's supervisor)."""
+    """The live spawned worker processes of the gateway serving ``port``."""
     for process in psutil.process_iter(["cmdline"]):
         try:
             if process.info["cmdline"][-2:] == ["-m", "gateway"] and (
                 process.environ().get("GATEWAY_PORT") == str(port)
             ):
-                return [child for child in process.children() if "spawn_main" in " ".join(child.cmdline())]
+                return [child for child in process.children() if _spawned(child)]
         except (psutil.Error, TypeError):
             continue
     raise LookupError(f"no gateway on port {port}")
