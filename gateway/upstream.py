@@ -30,6 +30,8 @@ _LOW_WATER = 64 * 1024
 
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
+        # Kept: on 3.11 every asyncio.get_running_loop() is a getpid() system call (its fork check).
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -37,8 +39,7 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.head: asyncio.Future[tuple[int, Headers]] = loop.create_future()
+        self.head: asyncio.Future[tuple[int, Headers]] = self.loop.create_future()
         self.headers: Headers = []
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
@@ -125,7 +126,7 @@ class _Connection(asyncio.Protocol):
     async def wait_head(self, timeout: float) -> tuple[int, Headers]:
         """Status and headers, or ``UpstreamTimeout``; a timer, not ``wait_for``, which costs a task."""
         if not self.head.done():
-            timer = asyncio.get_running_loop().call_later(timeout, self._head_timeout, timeout)
+            timer = self.loop.call_later(timeout, self._head_timeout, timeout)
             try:
                 return await self.head
             finally:
@@ -142,7 +143,7 @@ class _Connection(asyncio.Protocol):
                 raise self.error
             if self.complete:
                 return None
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = self.loop.create_future()
             try:
                 await asyncio.wait_for(self.waiter, timeout)
             except TimeoutError:

@@ -94,7 +94,7 @@ def _canonical_v1(
 
 def _digest(secret: Secret, message: str) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, message.encode("utf-8"), "sha256").hex()  # one-shot: no HMAC object
 
 
 def _check_fields(*, method: str, path: str, query: str, user_id: str, scopes: str, request_id: str) -> None:
