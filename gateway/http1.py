@@ -57,8 +57,8 @@ from gateway.http_limits import (
     STATUS_LINE,
     TIMEOUT,
     TOO_MANY_CONNECTIONS,
-    URL_TOO_LONG,
     WAITING,
+    HeadBudget,
     HttpLimits,
     Refused,
     error_response,
@@ -316,11 +316,7 @@ class Connection(asyncio.Protocol):
         self._since = 0.0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._header_bytes = 0
-        self._head_bytes = 0
-        self._in_trailer = False  # a chunk size line was read and no data followed yet
-        self._chunk_headers = 0
-        self._refusal: tuple[int, str, str] | None = None
+        self._budget = HeadBudget(server.limits)
         self._parsing: Exchange | None = None  # the request whose body is arriving
         self._after: tuple[int, str, str] | None = None  # the refusal due once earlier answers are out
         # Answering
@@ -387,22 +383,18 @@ class Connection(asyncio.Protocol):
             if not self._lingering:
                 self._close_now()
             return
-        chunk_headers = self._chunk_headers
+        budget = self._budget
+        chunks_before = budget.chunks_begun
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._parse_failed(_UPGRADE_REFUSED)
             return
         except (httptools.HttpParserError, Refused):
-            self._parse_failed(self._refusal or BAD_REQUEST)
+            self._parse_failed(budget.refusal or BAD_REQUEST)
             return
-        if self._phase == HEAD or (self._in_trailer and chunk_headers == self._chunk_headers):
-            # The parser holds an unfinished header in memory that on_header has not counted yet, and
-            # a chunked body's trailer fields the same way. Only reads wholly inside a trailer (no new
-            # chunk began) count, so a read ending on a chunk's size line is not taken for one.
-            self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_head_bytes:
-                self._refuse(HEADERS_TOO_LARGE)
+        if budget.over(self._phase == HEAD, len(data), chunks_before):
+            self._refuse(HEADERS_TOO_LARGE)
 
     # Parser callbacks
 
@@ -410,28 +402,19 @@ class Connection(asyncio.Protocol):
         self._phase, self._since = HEAD, self.server.loop.time()
         self._url = b""
         self._headers = []
-        self._header_bytes = self._head_bytes = 0
-        self._in_trailer = False
+        self._budget.message_begun()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > self.limits.max_url_bytes:
-            self._refusal = URL_TOO_LONG
-            raise Refused
+        self._budget.url(len(self._url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value)
-        if size > self.limits.max_header_line_bytes:
-            self._refusal = HEADERS_TOO_LARGE
-            raise Refused
-        self._header_bytes += size
+        self._budget.header(name, value)
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        headers, limits = self._headers, self.limits
-        if self._header_bytes > limits.max_header_bytes or len(headers) > limits.max_headers:
-            self._refusal = HEADERS_TOO_LARGE
-            raise Refused
+        headers, budget = self._headers, self._budget
+        budget.headers_complete(len(headers))
         parser = self.parser
         version = parser.get_http_version()
         expect_continue = upgrade = False
@@ -446,16 +429,14 @@ class Connection(asyncio.Protocol):
             elif name == b"transfer-encoding":
                 # Only chunked is spoken (RFC 9112 §6.1: on HTTP/1.0 the framing is faulty); anything
                 # else ("gzip, chunked") would reach the backend de-chunked but still announced coded.
-                self._refusal = _TE_ON_HTTP10 if version == "1.0" else _TE_NOT_CHUNKED
-                if version == "1.0" or value.strip().lower() != b"chunked":
-                    raise Refused
+                if version == "1.0":
+                    budget.refuse(_TE_ON_HTTP10)
+                if value.strip().lower() != b"chunked":
+                    budget.refuse(_TE_NOT_CHUNKED)
         if hosts > 1 or (hosts == 0 and version == "1.1"):
-            self._refusal = _BAD_HOST  # RFC 9112 §3.2: exactly one Host on HTTP/1.1, at most one before
-            raise Refused
+            budget.refuse(_BAD_HOST)  # RFC 9112 §3.2: exactly one Host on HTTP/1.1, at most one before
         if upgrade and parser.should_upgrade():
-            self._refusal = _UPGRADE_REFUSED  # refused here, before the request runs
-            raise Refused
-        self._refusal = None
+            budget.refuse(_UPGRADE_REFUSED)  # refused here, before the request runs
         try:
             parsed = httptools.parse_url(self._url)
             raw_path: bytes = parsed.path
@@ -463,8 +444,7 @@ class Connection(asyncio.Protocol):
             if "%" in path:
                 path = unquote(path)
         except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
-            self._refusal = BAD_REQUEST
-            raise Refused from None
+            budget.refuse(BAD_REQUEST)
         scope = {
             "type": "http",
             "asgi": _ASGI,
@@ -492,15 +472,11 @@ class Connection(asyncio.Protocol):
                 self._pause_reading()
 
     def on_chunk_header(self) -> None:
-        # After the last chunk's size line, trailers may follow: count them like a head until chunk
-        # data shows this was not the last chunk.
-        self._chunk_headers += 1
-        self._in_trailer = True
-        self._head_bytes = 0
+        self._budget.chunk_begun()
 
     def on_body(self, body: bytes) -> None:
         self._since = self.server.loop.time()
-        self._in_trailer = False
+        self._budget.body()
         exchange = self._parsing
         if exchange is not None:
             exchange.body(body)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import http
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from gateway.errors import envelope
 
@@ -109,3 +109,71 @@ BAD_REQUEST = (400, "bad_request", "The request could not be parsed.")
 TIMEOUT = (408, "request_timeout", "The request was not received in time.")
 TOO_MANY_CONNECTIONS = (503, "unavailable", "Too many open connections; retry shortly.")
 RETRY_AFTER = ((b"retry-after", b"1"),)
+
+
+class HeadBudget:
+    """What a request head (and a chunked body's trailer fields) may hold, counted as it arrives.
+
+    Both servers keep one per connection and call it from their parser callbacks; a method that
+    finds a limit passed raises ``Refused`` (stopping the parser) with the answer in ``refusal``.
+    """
+
+    __slots__ = ("_chunk_headers", "_head_bytes", "_header_bytes", "_in_trailer", "limits", "refusal")
+
+    def __init__(self, limits: HttpLimits) -> None:
+        self.limits = limits
+        self.refusal: tuple[int, str, str] | None = None
+        self._head_bytes = 0  # raw bytes received while this request's head (or trailer) is unfinished
+        self._header_bytes = 0  # names and values of this request's headers
+        self._in_trailer = False  # a chunk size line was read and no data followed yet
+        self._chunk_headers = 0  # chunk size lines read on this connection
+
+    def refuse(self, refusal: tuple[int, str, str]) -> NoReturn:
+        """Stop the parser; ``refusal`` is the answer."""
+        self.refusal = refusal
+        raise Refused
+
+    def message_begun(self) -> None:
+        self._head_bytes = self._header_bytes = 0
+        self._in_trailer = False
+
+    def url(self, size: int) -> None:
+        """The URL so far is ``size`` bytes."""
+        if size > self.limits.max_url_bytes:
+            self.refuse(URL_TOO_LONG)
+
+    def header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value)
+        if size > self.limits.max_header_line_bytes:
+            self.refuse(HEADERS_TOO_LARGE)
+        self._header_bytes += size
+
+    def headers_complete(self, count: int) -> None:
+        if self._header_bytes > self.limits.max_header_bytes or count > self.limits.max_headers:
+            self.refuse(HEADERS_TOO_LARGE)
+
+    def chunk_begun(self) -> None:
+        # After the last chunk's size line, trailers may follow: count them like a head until chunk
+        # data shows this was not the last chunk.
+        self._chunk_headers += 1
+        self._in_trailer = True
+        self._head_bytes = 0
+
+    def body(self) -> None:
+        self._in_trailer = False
+
+    @property
+    def chunks_begun(self) -> int:
+        return self._chunk_headers
+
+    def over(self, in_head: bool, size: int, chunks_before: int) -> bool:
+        """After a read of ``size`` bytes: has the unfinished head (``in_head``) or trailer grown past
+        what any head within the limits could have? The parser holds those bytes uncounted by
+        ``header``. Only reads wholly inside a trailer (no new chunk began since ``chunks_before``)
+        count, so a read ending on a chunk's size line is not taken for one; the read a trailer starts
+        in goes uncounted (bounded by one read). For a head, this may count the tail of a pipelined
+        previous request too, which only errs on the safe side."""
+        if in_head or (self._in_trailer and chunks_before == self._chunk_headers):
+            self._head_bytes += size
+            return self._head_bytes > self.limits.max_head_bytes
+        return False

@@ -1,12 +1,14 @@
-"""The gateway's HTTP/1.1 front door: request-head limits, per-phase timeouts and a connection cap.
+"""The gateway under uvicorn (``GATEWAY_SERVER=uvicorn``; the default is gateway/http1.py, ADR 0020):
+request-head limits, per-phase timeouts and a connection cap added to uvicorn's protocol.
 
 uvicorn's httptools protocol sets no bound on a request head's size and no timer while a request
 arrives, so a client can hold memory (an unfinished 8 MiB header) or file descriptors (connections
 that send nothing, or one byte a second) for as long as it likes. ``GatewayHttpProtocol`` is that
 protocol with the bounds added; ``gateway/__main__.py`` hands it to ``uvicorn.run``.
 
-The limit logic is in small pure pieces (``HttpLimits``, ``timeout_for``, ``error_response``) so a
-different server can reuse it; only ``GatewayHttpProtocol`` and ``_Sweeper`` know uvicorn.
+The limits, the head accounting and the answers are shared with the native server
+(gateway/http_limits.py: ``HttpLimits``, ``HeadBudget``, ``timeout_for``, ``error_response``); only
+``GatewayHttpProtocol`` and ``_Sweeper`` know uvicorn.
 
 Every refusal is answered by the gateway itself in the JSON envelope, ``Connection: close``, then the
 connection is closed; nothing refused is ever forwarded:
@@ -52,10 +54,9 @@ from gateway.http_limits import (
     RETRY_AFTER,
     TIMEOUT,
     TOO_MANY_CONNECTIONS,
-    URL_TOO_LONG,
     WAITING,
+    HeadBudget,
     HttpLimits,
-    Refused,
     error_response,
     timeout_for,
 )
@@ -119,14 +120,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
-        self._max_url_bytes = limits.max_url_bytes
         self._phase = WAITING
         self._since = 0.0  # when the phase began, or the body last made progress
-        self._head_bytes = 0  # raw bytes received while this request's head (or trailer) is unfinished
-        self._in_trailer = False  # a chunk size line was read and no data followed yet
-        self._chunk_headers = 0
-        self._header_bytes = 0
-        self._refusal: tuple[int, str, str] | None = None
+        self._budget = HeadBudget(limits)
         # The cycle whose ASGI task is running and that task, until its response is complete.
         self._running: tuple[RequestResponseCycle, asyncio.Task[None]] | None = None
         if server_state not in _sweepers:
@@ -175,14 +171,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's data_received, with our refusals answered in the envelope.
-        chunk_headers = self._chunk_headers
+        budget = self._budget
+        chunks_before = budget.chunks_begun
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            if self._refusal is None:
+            if budget.refusal is None:
                 self.logger.warning("Invalid HTTP request received.")
-            self._answer_and_close(self._refusal or BAD_REQUEST)
+            self._answer_and_close(budget.refusal or BAD_REQUEST)
             return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -190,64 +187,39 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if self._phase == HEAD:
-            # The parser holds an unfinished header in memory, uncounted by on_header: bound it here.
-            # This may count the tail of a pipelined previous request too, which only errs on the
-            # safe side for the rare client that pipelines.
-            self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_head_bytes:
-                self._answer_and_close(HEADERS_TOO_LARGE)
-        elif self._in_trailer and chunk_headers == self._chunk_headers:
-            # Trailers after a chunked body are buffered the same way. Only reads that were wholly
-            # inside one (no new chunk began) count, so a read ending on a chunk's size line is not
-            # mistaken for one; the read a trailer starts in goes uncounted (bounded by one read).
-            self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_head_bytes:
-                self._answer_and_close(HEADERS_TOO_LARGE)
+        if budget.over(self._phase == HEAD, len(data), chunks_before):
+            self._answer_and_close(HEADERS_TOO_LARGE)
 
     # Parser callbacks
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase, self._since = HEAD, self.loop.time()
-        self._head_bytes = self._header_bytes = 0
-        self._in_trailer = False
+        self._budget.message_begun()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self._max_url_bytes:
-            self._refusal = URL_TOO_LONG
-            raise Refused
+        self._budget.url(len(self.url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # uvicorn's on_header, inlined (it is called per header), plus the size count.
-        size = len(name) + len(value)
-        if size > self.limits.max_header_line_bytes:
-            self._refusal = HEADERS_TOO_LARGE
-            raise Refused
-        self._header_bytes += size
+        self._budget.header(name, value)
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self._header_bytes > self.limits.max_header_bytes or len(self.headers) > self.limits.max_headers:
-            self._refusal = HEADERS_TOO_LARGE
-            raise Refused
+        self._budget.headers_complete(len(self.headers))
         self._phase, self._since = BODY, self.loop.time()
         super().on_headers_complete()
 
     def on_chunk_header(self) -> None:
-        # Only chunked bodies call this (once per chunk). After the last chunk's size line, trailers
-        # may follow: count them like a head until chunk data shows this was not the last chunk.
-        self._chunk_headers += 1
-        self._in_trailer = True
-        self._head_bytes = 0
+        self._budget.chunk_begun()
 
     def on_body(self, body: bytes) -> None:
         self._since = self.loop.time()  # the body is still arriving
-        self._in_trailer = False
+        self._budget.body()
         super().on_body(body)
 
     def on_message_complete(self) -> None:
