@@ -17,7 +17,15 @@ import pytest
 
 from flags import default_flags, route_ids
 from flags.routes_file import SHIPPED_ROUTES_FILE
-from tests.support.servers import free_port, legacy_env, legacy_server, seeded_copies, serve, service_server
+from tests.support.servers import (
+    free_port,
+    legacy_env,
+    legacy_server,
+    recorder_server,
+    seeded_copies,
+    serve,
+    service_server,
+)
 
 SECRET = "gateway-test-identity-secret"
 ADMIN_TOKEN = "gateway-test-admin-token"
@@ -95,25 +103,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             name: stack.enter_context(service_server(name, env, work / f"{name}.log"))
             for name in ("reviews", "recommendations")
         }
-        recorder_port = free_port()
         recorder_log = work / "recorded.jsonl"
-        recorder = stack.enter_context(
-            serve(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tests.support.recorder:app",
-                    "--port",
-                    str(recorder_port),
-                    "--log-level",
-                    "warning",
-                ],
-                {**os.environ, "RECORDER_LOG": str(recorder_log)},
-                recorder_port,
-                work / "recorder.log",
-            )
-        )
+        recorder = stack.enter_context(recorder_server(recorder_log, work / "recorder.log"))
         backends = {
             "LEGACY_URL": legacy,
             "REVIEWS_URL": services["reviews"],

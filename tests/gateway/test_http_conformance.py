@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -33,7 +32,7 @@ import pytest
 from gateway.settings import GatewaySettings, load_settings
 from tests.gateway.conftest import _gateway
 from tests.support.raw_http import RawConnection, Response
-from tests.support.servers import free_port, serve
+from tests.support.servers import free_port, recorder_server
 
 SERVERS = ["native", "uvicorn"]
 
@@ -108,24 +107,7 @@ def gateway(
     work = tmp_path_factory.mktemp(f"http-conformance-{server}")
     recorder_log = work / "recorded.jsonl"
     with ExitStack() as stack:
-        port = free_port()
-        recorder = stack.enter_context(
-            serve(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tests.support.recorder:app",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                {**os.environ, "RECORDER_LOG": str(recorder_log)},
-                port,
-                work / "recorder.log",
-            )
-        )
+        recorder = stack.enter_context(recorder_server(recorder_log, work / "recorder.log"))
         env = {
             "GATEWAY_SERVER": server,
             "LEGACY_URL": recorder,

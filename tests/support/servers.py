@@ -88,6 +88,24 @@ def service_server(name: str, env: Mapping[str, str], log_path: Path) -> Iterato
         yield url
 
 
+@contextlib.contextmanager
+def recorder_server(log: Path, server_log: Path) -> Iterator[str]:
+    """tests/support/recorder.py under uvicorn on a free port, logging each request it gets to ``log``."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.support.recorder:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    with serve(command, {**os.environ, "RECORDER_LOG": str(log)}, port, server_log) as url:
+        yield url
+
+
 def _wait_for_port(port: int, server: subprocess.Popen[bytes], log_path: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
