@@ -220,7 +220,7 @@ def _upstream_headers(
         route.read_timeout if route and route.read_timeout else cluster.read_timeout
     )
     # v2 binds the raw query and the exact body forwarded, so a captured assertion fits no other request.
-    assertion = identity.sign(
+    forwarded += identity.sign_headers(
         secret,
         method=method,
         path=raw_path.decode("latin-1"),
@@ -231,7 +231,6 @@ def _upstream_headers(
         request_id=request_id.decode(),
         deadline=int((time.time() + wait) * 1000),
     )
-    forwarded += [(name.encode(), value.encode()) for name, value in assertion.items()]
     return forwarded
 
 

@@ -53,6 +53,7 @@ from identity.assertion import (
     deadline_passed,
     parse_deadline,
     sign,
+    sign_headers,
     verify,
 )
 
@@ -73,5 +74,6 @@ __all__ = [
     "deadline_passed",
     "parse_deadline",
     "sign",
+    "sign_headers",
     "verify",
 ]

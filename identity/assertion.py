@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -92,24 +93,94 @@ def _canonical_v1(
     return f"v1\n{timestamp}\n{method}\n{path}\n{user_id}\n{scopes}\n{request_id}"
 
 
+@functools.lru_cache(maxsize=16)
+def _key(secret: str) -> bytes:
+    return secret.encode()
+
+
 def _digest(secret: Secret, message: str) -> str:
-    key = secret.encode() if isinstance(secret, str) else secret
+    key = _key(secret) if isinstance(secret, str) else secret
     return hmac.digest(key, message.encode("utf-8"), "sha256").hex()  # one-shot: no HMAC object
 
 
+@functools.lru_cache(maxsize=64)
+def _method_problem(method: str) -> str | None:
+    return None if _METHOD_RE.fullmatch(method) else "method must be upper-case letters"
+
+
+@functools.lru_cache(maxsize=4096)
+def _principal_problem(user_id: str, scopes: str) -> str | None:
+    """Checked once per user and scopes (the gateway signs the same few again and again)."""
+    if _CONTROL_RE.search(user_id):
+        return "user id contains a control character"
+    if not _SCOPES_RE.fullmatch(scopes):
+        return "scopes must be space-separated printable ASCII"
+    return None
+
+
 def _check_fields(*, method: str, path: str, query: str, user_id: str, scopes: str, request_id: str) -> None:
-    if not _METHOD_RE.fullmatch(method):
-        raise IdentityError("malformed", "method must be upper-case letters")
+    problem = _method_problem(method)
+    if problem is not None:
+        raise IdentityError("malformed", problem)
     if not path.startswith("/") or _CONTROL_RE.search(path) or "?" in path:
         raise IdentityError("malformed", "path must be a raw path without query string")
-    if _CONTROL_RE.search(query):
+    if query and _CONTROL_RE.search(query):
         raise IdentityError("malformed", "query string contains a control character")
-    if _CONTROL_RE.search(user_id):
-        raise IdentityError("malformed", "user id contains a control character")
-    if not _SCOPES_RE.fullmatch(scopes):
-        raise IdentityError("malformed", "scopes must be space-separated printable ASCII")
+    problem = _principal_problem(user_id, scopes)
+    if problem is not None:
+        raise IdentityError("malformed", problem)
     if not _REQUEST_ID_RE.fullmatch(request_id):
         raise IdentityError("malformed", "request id must be 1-200 printable ASCII characters")
+
+
+_B_USER_ID, _B_SCOPES, _B_REQUEST_ID, _B_TIMESTAMP, _B_SIGNATURE, _B_DEADLINE = (
+    name.encode() for name in (*IDENTITY_HEADERS, HEADER_DEADLINE)
+)
+
+
+def sign_headers(
+    secret: Secret,
+    *,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    user_id: str,
+    scopes: str,
+    request_id: str,
+    timestamp: int | None = None,
+    deadline: int | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """``sign`` as the header pairs a proxy sends (lower-case names, values as bytes)."""
+    _check_fields(
+        method=method, path=path, query=query, user_id=user_id, scopes=scopes, request_id=request_id
+    )
+    if deadline is not None and not 0 <= deadline < 10**15:  # what _DEADLINE_RE admits: 1-15 digits
+        raise IdentityError("malformed", "deadline must be Unix milliseconds")
+    raw_deadline = "" if deadline is None else str(deadline)
+    ts = int(time.time()) if timestamp is None else timestamp
+    message = canonical_string(
+        timestamp=ts,
+        method=method,
+        path=path,
+        query=query,
+        body_sha256=body_sha256(body),
+        user_id=user_id,
+        scopes=scopes,
+        request_id=request_id,
+        deadline=raw_deadline,
+    )
+    quoted = user_id if user_id.isdigit() and user_id.isascii() else quote(user_id, safe="")
+    headers = [
+        (_B_USER_ID, quoted.encode()),
+        (_B_SCOPES, scopes.encode()),
+        (_B_REQUEST_ID, request_id.encode()),
+        (_B_TIMESTAMP, str(ts).encode()),
+        (_B_SIGNATURE, f"{VERSION}={_digest(secret, message)}".encode()),
+    ]
+    if deadline is not None:
+        headers.append((_B_DEADLINE, raw_deadline.encode()))
+    return headers
 
 
 def sign(
@@ -135,34 +206,19 @@ def sign(
     without one is signed as having none, which is what the backend then sees.
     Raises ``IdentityError("malformed")`` for fields that cannot be signed safely.
     """
-    _check_fields(
-        method=method, path=path, query=query, user_id=user_id, scopes=scopes, request_id=request_id
-    )
-    raw_deadline = "" if deadline is None else str(deadline)
-    if deadline is not None and not _DEADLINE_RE.fullmatch(raw_deadline):
-        raise IdentityError("malformed", "deadline must be Unix milliseconds")
-    ts = int(time.time()) if timestamp is None else timestamp
-    message = canonical_string(
-        timestamp=ts,
+    pairs = sign_headers(
+        secret,
         method=method,
         path=path,
         query=query,
-        body_sha256=body_sha256(body),
+        body=body,
         user_id=user_id,
         scopes=scopes,
         request_id=request_id,
-        deadline=raw_deadline,
+        timestamp=timestamp,
+        deadline=deadline,
     )
-    headers = {
-        HEADER_USER_ID: user_id if user_id.isdigit() and user_id.isascii() else quote(user_id, safe=""),
-        HEADER_SCOPES: scopes,
-        HEADER_REQUEST_ID: request_id,
-        HEADER_TIMESTAMP: str(ts),
-        HEADER_SIGNATURE: f"{VERSION}={_digest(secret, message)}",
-    }
-    if deadline is not None:
-        headers[HEADER_DEADLINE] = raw_deadline
-    return headers
+    return {name.decode(): value.decode() for name, value in pairs}
 
 
 def parse_deadline(value: str | None) -> int | None:
