@@ -1,21 +1,21 @@
 """The database the events code runs on: the shared one (``DATABASE_URL``), through SQLAlchemy's async
-engine, with the same rules as the services' access (ADR 0004): reads in autocommit, and on SQLite
-write transactions that begin ``IMMEDIATE`` (wait for the monolith's writer instead of failing
-half-way). This package imports no backend, so it keeps its own small copy of those rules.
+engine, with the same rules as the services' access (ADR 0004, shopdb/engine.py): reads in
+autocommit, and on SQLite write transactions that begin ``IMMEDIATE`` (wait for the monolith's writer
+instead of failing half-way).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-_AUTOCOMMIT = "events_autocommit"
+from shopdb.engine import AUTOCOMMIT, sqlite_engine, stored_now
 
 
 def async_url(database_url: str) -> str:
@@ -33,22 +33,8 @@ class Database:
         url = async_url(database_url)
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine = create_async_engine(url, connect_args={"timeout": 20})
-
-            @event.listens_for(self.engine.sync_engine, "connect")
-            def _connect(dbapi_connection: Any, _record: Any) -> None:
-                dbapi_connection.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
-                cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA busy_timeout=20000")
-                cursor.close()
-
-            @event.listens_for(self.engine.sync_engine, "begin")
-            def _begin(connection: Any) -> None:
-                if not connection.get_execution_options().get(_AUTOCOMMIT):
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-            self._reader = self.engine.execution_options(**{_AUTOCOMMIT: True})
+            self.engine = sqlite_engine(url)
+            self._reader = self.engine.execution_options(**{AUTOCOMMIT: True})
         else:
             self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
             self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -66,8 +52,7 @@ class Database:
 
     def now(self) -> datetime:
         """The current time as the monolith stores it (naive UTC in SQLite, aware in PostgreSQL)."""
-        current = datetime.now(UTC)
-        return current.replace(tzinfo=None) if self.is_sqlite else current
+        return stored_now(self.is_sqlite)
 
     def insert(self, table: Table) -> Any:
         """The dialect's INSERT, with ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""

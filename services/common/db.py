@@ -17,19 +17,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, event
+from sqlalchemy import Select, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from services.common.readpool import ReadPool
 from services.common.settings import DEFAULT_DB_POOL_SIZE
-
-_IMMEDIATE = "shop_begin_immediate"
-_AUTOCOMMIT = "shop_autocommit"
+from shopdb.engine import AUTOCOMMIT, sqlite_engine, stored_now
 
 
 def async_url(database_url: str) -> str:
@@ -42,28 +40,6 @@ def async_url(database_url: str) -> str:
     if scheme in {"postgres", "postgresql", "pgsql", "postgresql+psycopg", "postgresql+asyncpg"}:
         return f"postgresql+asyncpg://{rest}"
     raise ValueError(f"unsupported database scheme {scheme!r} (use sqlite or postgres)")
-
-
-def _sqlite_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 20})
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let us issue BEGIN ourselves (the driver's implicit BEGIN cannot be IMMEDIATE).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=20000")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(connection: Any) -> None:
-        options = connection.get_execution_options()
-        if options.get(_AUTOCOMMIT):
-            return  # the driver runs each statement on its own
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE) else "BEGIN")
-
-    return engine
 
 
 _PG_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
@@ -99,13 +75,11 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._read_pool: ReadPool | None = None
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url)
-            self._reader = self.engine.execution_options(**{_AUTOCOMMIT: True})
-            self._writer = self.engine.execution_options(**{_IMMEDIATE: True})
+            self.engine = sqlite_engine(url)  # its transactions begin IMMEDIATE
+            self._reader = self.engine.execution_options(**{AUTOCOMMIT: True})
         else:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=10)
             self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._writer = self.engine
             connect_kwargs = self.engine.dialect.create_connect_args(self.engine.url)[1]
             self._read_pool = ReadPool(connect_kwargs, read_pool_size)
 
@@ -126,13 +100,12 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; committed when the block ends, rolled back if it raises."""
-        async with self._writer.begin() as connection:
+        async with self.engine.begin() as connection:
             yield connection
 
     def now(self) -> datetime:
         """The current time as the monolith stores it (naive UTC in SQLite, aware in PostgreSQL)."""
-        current = datetime.now(UTC)
-        return current.replace(tzinfo=None) if self.is_sqlite else current
+        return stored_now(self.is_sqlite)
 
     def insert_ignoring_conflicts(self, table: Table) -> Any:
         """``INSERT … ON CONFLICT DO NOTHING`` in this database's dialect."""
