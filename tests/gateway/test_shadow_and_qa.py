@@ -106,8 +106,15 @@ def test_a_stalled_candidate_drops_shadow_work_and_the_client_is_served(stack: S
 def test_capture_writes_replayable_lines_without_secrets(stack: Stack):
     token = stack.token("demo3")
     listing = "/api/v1/reviews/items/2"
+
+    def lines_of_listing() -> int:
+        text = stack.capture_file.read_text() if stack.capture_file.exists() else ""
+        return sum(listing in line for line in text.splitlines())
+
+    # The line is written after the answer: wait for this request's own line, not an earlier test's.
+    before = lines_of_listing()
     httpx.get(f"{stack.shadow_gateway}{listing}?size=2", headers={"Authorization": f"Bearer {token}"})
-    assert eventually(lambda: stack.capture_file.exists() and listing in stack.capture_file.read_text())
+    assert eventually(lambda: lines_of_listing() > before)
     text = stack.capture_file.read_text()
     assert token[:20] not in text and "Bearer" not in text
     last = [json.loads(line) for line in text.splitlines() if listing in line][-1]
